@@ -1,0 +1,7 @@
+"""``python -m ascend`` runs the command line."""
+
+import sys
+
+from ascend.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""Every error Ascend raises on purpose, in one hierarchy under :class:`AscendError`.
+
+Each error says what went wrong, on which value, and how to fix it, so that a user can act on
+the message alone. Catch :class:`AscendError` to catch them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NO_BACKEND_MESSAGE = (
+    "No cloud backend installed. Install one with: pip install ascend[azure]\n"
+    "Or select a built-in provider instead:\n"
+    "  - local (runs functions as local processes, no cloud needed):\n"
+    "      export ASCEND_CLOUD_PROVIDER=local   or   cloud_provider: local   in .ascend.yaml\n"
+    "  - kubernetes (any cluster plus any fsspec storage):\n"
+    "      export ASCEND_CLOUD_PROVIDER=kubernetes ASCEND_STORAGE_URL=s3://bucket/prefix\n"
+    "Run 'ascend plugins' to see what is installed."
+)
+
+
+class AscendError(Exception):
+    """Base of every error Ascend raises deliberately.
+
+    ``fix`` is the action that resolves the error, when one is known; it is part of ``str()``.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.fix:
+            return f"{self.message}\n  fix: {self.fix}"
+        return self.message
+
+
+class NoBackendError(AscendError, ImportError):
+    """No cloud provider is installed and none is selected (raised by ``import ascend``)."""
+
+    def __init__(self, message: str = NO_BACKEND_MESSAGE) -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One bad configuration value: where it came from, what is wrong, and the fix."""
+
+    key: str
+    value: Any
+    source: str
+    message: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.key} = {self.value!r}: {self.message}"
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class ConfigError(AscendError):
+    """The configuration is invalid. ``problems`` lists every bad value found."""
+
+    def __init__(
+        self, message: str, *, problems: list[ConfigProblem] | None = None, fix: str | None = None
+    ) -> None:
+        self.problems = list(problems or [])
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message, fix=fix)
+
+
+class ProviderError(ConfigError):
+    """The selected cloud provider is unknown, unavailable, or ambiguous."""
+
+
+class BackendNotAvailableError(AscendError):
+    """No installed plugin provides a part of the backend (storage, compute, ...)."""
+
+
+class PluginError(AscendError):
+    """A plugin failed to load, register, validate, or run one of its hooks."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin: str | None = None,
+        distribution: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        super().__init__(message, fix=fix)
+
+
+class PluginHookError(PluginError):
+    """A hook implementation raised; the original exception is ``__cause__``."""
+
+    def __init__(self, *, plugin: str, distribution: str | None, hook: str, error: BaseException):
+        self.hook = hook
+        self.error = error
+        origin = f"{plugin!r}" + (f" ({distribution})" if distribution else "")
+        super().__init__(
+            f"ascend plugin {origin} failed in hook {hook}: {type(error).__name__}: {error}",
+            plugin=plugin,
+            distribution=distribution,
+            fix=f"disable it with ASCEND_DISABLED_PLUGINS={plugin} or report it to its author",
+        )
+
+
+class CommandClashError(PluginError):
+    """Two sources contribute a CLI command with the same name."""
+
+
+class StorageError(AscendError):
+    """A storage operation failed."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """The object asked for does not exist in storage."""
+
+
+class StorageExistsError(StorageError, FileExistsError):
+    """The object exists and overwriting was not allowed."""
+
+
+class InvalidStoragePathError(StorageError, ValueError):
+    """A storage path escapes the storage root or is otherwise malformed."""
+
+
+class RegistryError(AscendError):
+    """The container registry could not be asked (unreachable, refused credentials, ...)."""
+
+
+class ImageBuildError(AscendError):
+    """An image could not be built."""
+
+
+class ComputeError(AscendError):
+    """The compute backend failed to run a job."""

@@ -1,0 +1,1 @@
+"""The plugin host: the hook contract (``hookspecs``), discovery (``manager``), records (``types``)."""

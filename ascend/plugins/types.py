@@ -1,0 +1,80 @@
+"""Typed records that plugins return from zero-argument hooks (settings, providers).
+
+Records are plain data so that the manager can validate, sort and attribute them to the plugin
+that contributed them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+SETTING_TYPES: tuple[type, ...] = (str, int, float, bool, list, dict)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A configuration key a plugin declares (``ascend_settings``).
+
+    :param name: the key, lowercase; a dotted name (``azure.storage_account``) is written as a
+        nested mapping in ``.ascend.yaml`` and as ``ASCEND_AZURE_STORAGE_ACCOUNT`` in the
+        environment.
+    :param type: one of ``str``, ``int``, ``float``, ``bool``, ``list`` (of str), ``dict``.
+    :param default: the value when nothing sets it (``None`` means unset).
+    :param help: one line shown by ``ascend config show`` and in errors.
+    :param validate: optional callable ``value -> None`` raising ``ValueError(reason)``.
+    :param fix: what to tell the user when ``validate`` rejects a value.
+    :param secret: mask the value when it is shown.
+    :param choices: when given, the only values accepted.
+    """
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    validate: Callable[[Any], None] | None = field(default=None, compare=False)
+    fix: str | None = None
+    secret: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not _KEY.match(self.name):
+            raise ValueError(
+                f"setting name {self.name!r} is invalid: use lowercase words joined by '_' "
+                "and '.' (for example 'acme.registry_host')"
+            )
+        if self.type not in SETTING_TYPES:
+            names = ", ".join(t.__name__ for t in SETTING_TYPES)
+            raise ValueError(f"setting {self.name!r} has type {self.type!r}; use one of {names}")
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that overrides this setting."""
+        return "ASCEND_" + self.name.upper().replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A cloud provider a plugin offers (``ascend_providers``).
+
+    :param name: what ``cloud_provider`` selects, for example ``azure``.
+    :param summary: one line shown by ``ascend plugins``.
+    :param builtin: built-in providers (``local``, ``kubernetes``) are never selected
+        automatically; a user names them.
+    :param unavailable: when the provider is installed but cannot work (a missing extra),
+        the reason; ``None`` when it is usable.
+    :param fix: how to make an unavailable provider usable (``pip install ascend[azure]``).
+    """
+
+    name: str
+    summary: str = ""
+    builtin: bool = False
+    unavailable: str | None = None
+    fix: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None

@@ -1,0 +1,1 @@
+"""Built-in providers: generic ones that need no cloud SDK."""

@@ -1,0 +1,1 @@
+"""Job storage: the ``CloudStorage`` interface and the generic fsspec implementation."""

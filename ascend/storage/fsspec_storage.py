@@ -1,0 +1,274 @@
+"""Generic storage on any fsspec URL: ``file://``, ``memory://``, ``s3://``, ``az://``, ``gs://``.
+
+fsspec is imported when a storage is created, never at ``import ascend``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
+
+from ascend.errors import ConfigError, StorageError, StorageNotFoundError
+from ascend.storage.base import CloudStorage, normalize_path
+
+if TYPE_CHECKING:
+    import fsspec
+
+PARTIAL_MARK = ".ascend-partial-"
+
+
+class AtomicWriter:
+    """A write stream that publishes its object on ``close`` and leaves nothing on ``abort``.
+
+    Used as a context manager, an exception inside the block aborts. fsspec's own files commit
+    on ``__exit__`` even when the block raised, which would publish a truncated object.
+    """
+
+    def __init__(
+        self, raw: Any, commit: Callable[[], None], abort: Callable[[], None], uri: str
+    ) -> None:
+        self._raw = raw
+        self._commit = commit
+        self._abort = abort
+        self.uri = uri
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        written = self._raw.write(data)
+        return len(data) if written is None else written
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        """Publish the object (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._commit()
+        except BaseException:
+            self._abort()
+            raise
+
+    def abort(self) -> None:
+        """Throw the partial object away (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._abort()
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FsspecStorage(CloudStorage):
+    """Storage rooted at an fsspec URL, for example ``s3://bucket/ascend``.
+
+    :param url: the root URL; the scheme picks the fsspec backend.
+    :param storage_options: passed to the fsspec filesystem (``endpoint_url``, credentials...).
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(
+                f"storage_url {url!r} is empty",
+                fix="set storage_url to an fsspec URL such as s3://bucket/ascend or file:///data",
+            )
+        import fsspec.core
+
+        self.url = url.rstrip("/")
+        try:
+            fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
+        except (ValueError, ImportError) as error:
+            scheme = url.split("://", 1)[0] if "://" in url else "file"
+            raise ConfigError(
+                f"storage_url {url!r} cannot be opened: {error}",
+                fix=f"install the fsspec backend for '{scheme}://' (s3fs, adlfs, gcsfs) "
+                "or correct the URL",
+            ) from error
+        self._fs = fs
+        self._root = root.rstrip("/") or "/"
+        self._protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+    def __repr__(self) -> str:
+        return f"FsspecStorage({self.url!r})"
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def get_filesystem(self) -> fsspec.AbstractFileSystem:
+        return self._fs
+
+    def _full(self, path: str) -> str:
+        if self._root == "/":
+            return "/" + normalize_path(path)
+        return posixpath.join(self._root, normalize_path(path))
+
+    def storage_uri(self, path: str = "") -> str:
+        full = self._full(path) if path else self._root
+        if self._protocol in ("file", "local"):
+            return "file://" + full
+        return f"{self._protocol}://{full.lstrip('/')}"
+
+    @property
+    def _is_local(self) -> bool:
+        return self._protocol in ("file", "local")
+
+    @property
+    def _is_memory(self) -> bool:
+        return self._protocol == "memory"
+
+    # -- errors ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, path: str, action: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except FileNotFoundError as error:
+            raise StorageNotFoundError(
+                f"{self.storage_uri(path)} does not exist",
+                fix="check the path; 'ascend jobs list' shows existing jobs",
+            ) from error
+        except (OSError, ValueError, RuntimeError) as error:
+            raise StorageError(
+                f"could not {action} {self.storage_uri(path)}: {type(error).__name__}: {error}",
+                fix="check that the storage is reachable and that your credentials may " + action,
+            ) from error
+
+    # -- primitives --------------------------------------------------------------------------
+
+    def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        if mode == "rb":
+            with self._errors(path, "read"):
+                if self._is_local or self._is_memory:
+                    if not self._fs.isfile(self._full(path)):
+                        raise FileNotFoundError(self._full(path))
+                return self._fs.open(self._full(path), "rb")  # type: ignore[no-any-return]
+        if mode == "wb":
+            with self._errors(path, "write"):
+                return self._open_write(path)  # type: ignore[return-value]
+        raise ValueError(f"mode {mode!r} is not supported; use 'rb' or 'wb'")
+
+    def _open_write(self, path: str) -> AtomicWriter:
+        full = self._full(path)
+        uri = self.storage_uri(path)
+        token = uuid.uuid4().hex
+        if self._is_local:
+            directory = os.path.dirname(full)
+            os.makedirs(directory, exist_ok=True)
+            temp = os.path.join(directory, f"{PARTIAL_MARK}{token}")
+            handle = open(temp, "wb")  # noqa: SIM115 - closed by commit/abort
+
+            def commit_local() -> None:
+                handle.close()
+                os.replace(temp, full)
+
+            def abort_local() -> None:
+                handle.close()
+                if os.path.exists(temp):
+                    os.unlink(temp)
+
+            return AtomicWriter(handle, commit_local, abort_local, uri)
+
+        if self._is_memory:
+            temp = posixpath.join(posixpath.dirname(full), f"{PARTIAL_MARK}{token}")
+            handle = self._fs.open(temp, "wb")
+
+            def commit_memory() -> None:
+                self._fs.mv(temp, full)
+
+            def abort_memory() -> None:
+                self._fs.rm(temp)
+
+            return AtomicWriter(handle, commit_memory, abort_memory, uri)
+
+        handle = self._fs.open(full, "wb")
+
+        def commit_remote() -> None:
+            with self._errors(path, "write"):
+                handle.close()
+            self._fs.invalidate_cache(full)
+
+        def abort_remote() -> None:
+            # Cancel the upload (multipart abort / uncommitted blocks) and stop fsspec from
+            # committing on close or at garbage collection.
+            discard = getattr(handle, "discard", None)
+            try:
+                if discard is not None:
+                    discard()
+            finally:
+                handle.closed = True
+
+        return AtomicWriter(handle, commit_remote, abort_remote, uri)
+
+    def exists(self, path: str) -> bool:
+        full = self._full(path)
+        with self._errors(path, "check"):
+            self._fs.invalidate_cache(full)
+            return bool(self._fs.isfile(full))
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._full(prefix) if prefix.strip("/") else self._root
+        with self._errors(prefix, "list"):
+            self._fs.invalidate_cache(base)
+            try:
+                found = self._fs.find(base)
+            except FileNotFoundError:
+                return []
+        root = self._root.rstrip("/") + "/"
+        names = []
+        for item in found:
+            item = "/" + item.lstrip("/") if self._root.startswith("/") else item
+            relative = item[len(root):] if item.startswith(root) else item
+            if PARTIAL_MARK not in posixpath.basename(relative):
+                names.append(relative)
+        return sorted(names)
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        full = self._full(path)
+        with self._errors(path, "delete"):
+            try:
+                if recursive and self._fs.isdir(full):
+                    self._fs.rm(full, recursive=True)
+                else:
+                    self._fs.rm(full)
+            except FileNotFoundError:
+                pass
+            self._fs.invalidate_cache(full)
+
+    def ensure_container(self, name: str | None = None) -> None:
+        target = self._root
+        if name is not None:
+            target = normalize_path(name)
+        elif not (self._is_local or self._is_memory):
+            target = self._root.split("/")[0]  # the bucket / container
+        with self._errors("", "create"):
+            try:
+                if not self._fs.exists(target):
+                    self._fs.makedirs(target, exist_ok=True)
+            except FileExistsError:
+                pass

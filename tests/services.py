@@ -1,0 +1,47 @@
+"""Local test services (moto, Azurite, OCI registry), started by .ci/services.sh.
+
+A test that needs a service calls :func:`require`: outside CI it is skipped with the reason;
+with ``ASCEND_REQUIRE_SERVICES=1`` (set by .ci/run) a missing service fails the test, so CI
+never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+SERVICES = {
+    "moto": "ASCEND_TEST_S3_ENDPOINT",
+    "azurite": "AZURE_STORAGE_CONNECTION_STRING",
+    "registry": "ASCEND_TEST_REGISTRY",
+    "auth-registry": "ASCEND_TEST_AUTH_REGISTRY",
+}
+
+
+def _reachable(address: str) -> bool:
+    parsed = urlparse(address if "://" in address else f"http://{address}")
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 80), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str) -> str:
+    """The service's address (from its environment variable), or skip/fail when absent."""
+    var = SERVICES[name]
+    value = os.environ.get(var, "")
+    problem = None
+    if not value:
+        problem = f"service {name!r} is not configured ({var} is unset)"
+    elif name != "azurite" and not _reachable(value):
+        problem = f"service {name!r} at {value} is not reachable"
+    if problem is None:
+        return value
+    hint = "start it with: bash .ci/services.sh start && eval \"$(bash .ci/services.sh env)\""
+    if os.environ.get("ASCEND_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{problem}; ASCEND_REQUIRE_SERVICES=1 forbids skipping. {hint}")
+    pytest.skip(f"{problem}; {hint}")
