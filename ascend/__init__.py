@@ -106,7 +106,7 @@ def _invoked_as_tool() -> bool:
     Those must work without a backend: the CLI prints the guidance itself, and the runner
     needs no provider at all.
     """
-    argv = list(getattr(sys, "orig_argv", ()))
+    argv: list[str] = list(getattr(sys, "orig_argv", ()))
     for index, arg in enumerate(argv):
         module = None
         if arg == "-m" and index + 1 < len(argv):
@@ -138,6 +138,10 @@ def _check_backend() -> None:
         return  # other problems (ambiguous providers, bad YAML) surface at first use
 
 
-if os.environ.get("ASCEND_SKIP_BACKEND_CHECK", "").strip().lower() not in ("1", "true", "yes"):
-    if not _invoked_as_tool():
-        _check_backend()
+_skip_check = os.environ.get("ASCEND_SKIP_BACKEND_CHECK", "").strip().lower() in (
+    "1",
+    "true",
+    "yes",
+)
+if not _skip_check and not _invoked_as_tool():
+    _check_backend()

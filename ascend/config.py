@@ -107,14 +107,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of keys to values, not "
-            f"{type(data).__name__}",
+            f"{path}: the top level must be a mapping of keys to values, not {type(data).__name__}",
             fix="write 'key: value' lines, for example 'cloud_provider: local'",
         )
     return data
 
 
-def flatten(data: Mapping[str, Any], settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(
+    data: Mapping[str, Any], settings: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
     """Turn nested YAML sections into dotted keys, stopping at settings of type ``dict``."""
     flat: dict[str, Any] = {}
     for raw_key, value in data.items():
@@ -170,7 +171,7 @@ def convert(setting: Setting, value: Any, from_env: bool) -> Any:
         return str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
-    if kind is list and not all(isinstance(item, str) for item in value):
+    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
         raise ValueError("expected a list of strings")
     return value
 
@@ -285,19 +286,35 @@ class AscendConfig:
                 if key not in settings:
                     warnings.append(_unknown_key_warning(key, str(path), settings))
                     continue
-                cls._assign(settings[key][0], key, value, Origin("file", str(path)), values,
-                            origins, problems, from_env=False)
+                cls._assign(
+                    settings[key][0],
+                    key,
+                    value,
+                    Origin("file", str(path)),
+                    values,
+                    origins,
+                    problems,
+                    from_env=False,
+                )
 
         for var, value in env.items():
             if not var.startswith("ASCEND_") or var in CONTROL_ENV_VARS:
                 continue
-            key = _env_key(var, settings)
-            if key is None:
+            env_key = _env_key(var, settings)
+            if env_key is None:
                 if not var.startswith("ASCEND_TEST"):
                     warnings.append(_unknown_env_warning(var, settings))
                 continue
-            cls._assign(settings[key][0], key, value, Origin("env", var), values, origins,
-                        problems, from_env=True)
+            cls._assign(
+                settings[env_key][0],
+                env_key,
+                value,
+                Origin("env", var),
+                values,
+                origins,
+                problems,
+                from_env=True,
+            )
 
         for key, value in (overrides or {}).items():
             if key not in settings:
@@ -305,8 +322,16 @@ class AscendConfig:
                     f"unknown configuration key {key!r}{_suggest(key, settings)}",
                     fix="'ascend config show' lists every key",
                 )
-            cls._assign(settings[key][0], key, value, Origin("code"), values, origins,
-                        problems, from_env=False)
+            cls._assign(
+                settings[key][0],
+                key,
+                value,
+                Origin("code"),
+                values,
+                origins,
+                problems,
+                from_env=False,
+            )
 
         provider_error: Exception | None = None
         try:
@@ -351,9 +376,7 @@ class AscendConfig:
         origins[key] = origin
 
 
-def resolve_provider(
-    selected: str | None, pm: AscendPluginManager
-) -> tuple[str | None, Origin]:
+def resolve_provider(selected: str | None, pm: AscendPluginManager) -> tuple[str | None, Origin]:
     """The provider to use: the one selected, else the only non-built-in one installed.
 
     Raises :class:`NoBackendError` when nothing is installed or selected, and

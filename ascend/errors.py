@@ -111,7 +111,11 @@ class PluginHookError(PluginError):
 
 
 class CommandClashError(PluginError):
-    """Two sources contribute a CLI command with the same name."""
+    """Two sources contribute a CLI command with the same name; ``command`` is that name."""
+
+    def __init__(self, message: str, *, command: str, **kwargs: Any) -> None:
+        self.command = command
+        super().__init__(message, **kwargs)
 
 
 class StorageError(AscendError):

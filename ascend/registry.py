@@ -8,6 +8,7 @@ credential helpers), imported only when a registry asks for them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import urllib.error
@@ -27,7 +28,9 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 )
-_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_REPOSITORY = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -174,10 +177,8 @@ class OCIRegistry(ContainerRegistry):
             raise RegistryError(f"registry {self._host} sent a Bearer challenge without a realm")
         params.setdefault("scope", f"repository:{repository}:pull")
         request = urllib.request.Request(realm + "?" + urllib.parse.urlencode(params))
-        try:
+        with contextlib.suppress(RegistryError):  # no credentials: anonymous token
             request.add_header("Authorization", self._basic_header())
-        except RegistryError:
-            pass  # anonymous token (public repositories)
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 body: dict[str, Any] = json.loads(response.read())
@@ -200,8 +201,9 @@ def docker_credentials(registry: str) -> tuple[str, str] | None:
     Reads ``$DOCKER_CONFIG/config.json`` (``auths``, ``credHelpers``, ``credsStore``) without a
     daemon. Credential helpers answer with capitalised keys; both spellings are accepted.
     """
-    from docker import auth
     from docker.errors import DockerException
+
+    import docker.auth as auth
 
     try:
         config = auth.load_config()

@@ -41,7 +41,7 @@ def require(name: str) -> str:
         problem = f"service {name!r} at {value} is not reachable"
     if problem is None:
         return value
-    hint = "start it with: bash .ci/services.sh start && eval \"$(bash .ci/services.sh env)\""
+    hint = 'start it with: bash .ci/services.sh start && eval "$(bash .ci/services.sh env)"'
     if os.environ.get("ASCEND_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{problem}; ASCEND_REQUIRE_SERVICES=1 forbids skipping. {hint}")
     pytest.skip(f"{problem}; {hint}")

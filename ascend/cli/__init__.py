@@ -42,21 +42,22 @@ class AscendGroup(click.Group):
         self.clashes = {}
         commands, clashes = pm.cli_commands()
         for error in clashes:
-            name = str(error.message).split("'")[1]
-            self.clashes[name] = error
-        for name, (command, plugin) in list(commands.items()):
+            self.clashes[error.command] = error
+        for name, (_, plugin) in list(commands.items()):
             if name in BUILTIN_COMMANDS or name in self.commands:
                 commands.pop(name)
                 self.clashes[name] = CommandClashError(
                     f"plugin {plugin!r} ({pm.distribution_label(plugin)}) contributes command "
                     f"{name!r}, which is a built-in ascend command; the plugin's command is "
                     "not added",
+                    command=name,
                     plugin=plugin,
                     fix=f"rename the plugin's command, or disable it: ASCEND_DISABLED_PLUGINS={plugin}",
                 )
-        self._plugin_commands = commands
         if pm.strict and self.clashes:
+            self._loaded_from = None
             raise next(iter(self.clashes.values()))
+        self._plugin_commands = commands
         return commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -64,6 +65,12 @@ class AscendGroup(click.Group):
         try:
             names |= set(self._load_plugin_commands())
         except AscendError as error:
+            if getattr(error, "plugin", None) is None and not isinstance(error, CommandClashError):
+                raise
+            from ascend.plugins.manager import get_plugin_manager
+
+            if get_plugin_manager().strict:
+                raise
             _warn(error)
         return sorted(names)
 
@@ -129,7 +136,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: expected errors print their message and fix, no traceback."""
     try:
-        cli.main(args=argv, prog_name="ascend", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="ascend", standalone_mode=False)
+        # click returns the exit code of Exit(n) in this mode, and the command's value otherwise
+        if isinstance(code, int):
+            return code
     except click.exceptions.Exit as done:
         return int(done.exit_code or 0)
     except click.ClickException as error:

@@ -37,14 +37,16 @@ def show(as_json: bool) -> None:
     entries = []
     for key in sorted(cfg.settings):
         setting, plugin = cfg.settings[key]
-        entries.append({
-            "key": key,
-            "value": _display(cfg.get(key), setting.secret),
-            "origin": str(cfg.origin(key)),
-            "plugin": plugin,
-            "env_var": setting.env_var,
-            "help": setting.help,
-        })
+        entries.append(
+            {
+                "key": key,
+                "value": _display(cfg.get(key), setting.secret),
+                "origin": str(cfg.origin(key)),
+                "plugin": plugin,
+                "env_var": setting.env_var,
+                "help": setting.help,
+            }
+        )
     data = {
         "files": [str(path) for path in cfg.files],
         "values": entries,
@@ -58,8 +60,10 @@ def show(as_json: bool) -> None:
     out = console()
     files = ", ".join(data["files"]) or "none found (defaults and environment only)"
     out.print(f"Config files: {files}")
-    rows = [[e["key"], "-" if e["value"] is None else str(e["value"]), e["origin"], e["plugin"]]
-            for e in entries]
+    rows = [
+        [e["key"], "-" if e["value"] is None else str(e["value"]), e["origin"], e["plugin"]]
+        for e in entries
+    ]
     out.print(table(None, ["key", "value", "origin", "declared by"], rows))
     for line in data["warnings"]:
         click.echo(f"warning: {line}", err=True)
@@ -82,7 +86,7 @@ def validate() -> None:
         cfg = _load()
     except AscendError as error:
         click.echo(f"error: {error}", err=True)
-        raise SystemExit(1) from None
+        raise click.exceptions.Exit(1) from None
     for line in cfg.warnings:
         click.echo(f"warning: {line}", err=True)
     failed = False
@@ -96,6 +100,6 @@ def validate() -> None:
             click.echo(f"error: {error}", err=True)
             failed = True
     if failed:
-        raise SystemExit(1)
+        raise click.exceptions.Exit(1)
     files = ", ".join(str(p) for p in cfg.files) or "no config file"
     click.echo(f"ok: configuration is valid ({files}; cloud_provider={cfg.cloud_provider})")

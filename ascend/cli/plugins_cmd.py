@@ -27,9 +27,15 @@ def plugins_report() -> dict[str, Any]:
     }
     try:
         report["providers"] = [
-            {"name": name, "plugin": plugin, "builtin": provider.builtin,
-             "available": provider.available, "unavailable": provider.unavailable,
-             "fix": provider.fix, "summary": provider.summary}
+            {
+                "name": name,
+                "plugin": plugin,
+                "builtin": provider.builtin,
+                "available": provider.available,
+                "unavailable": provider.unavailable,
+                "fix": provider.fix,
+                "summary": provider.summary,
+            }
             for name, (provider, plugin) in sorted(pm.providers().items())
         ]
         config = AscendConfig.load(pm=pm, strict=False)
@@ -56,21 +62,33 @@ def plugins(as_json: bool) -> None:
         return
     out = console()
     rows = [
-        [p["name"], p["distribution"] or "-", p["version"] or "-", p["status"], p["source"],
-         ", ".join(h.removeprefix("ascend_") for h in p["hooks"]) or "-"]
+        [
+            p["name"],
+            p["distribution"] or "-",
+            p["version"] or "-",
+            p["status"],
+            p["source"],
+            ", ".join(h.removeprefix("ascend_") for h in p["hooks"]) or "-",
+        ]
         for p in report["plugins"]
     ]
-    out.print(table("Plugins", ["name", "distribution", "version", "status", "source", "hooks"],
-                    rows))
+    out.print(
+        table("Plugins", ["name", "distribution", "version", "status", "source", "hooks"], rows)
+    )
     if report["providers"]:
         provider_rows = [
-            [p["name"], p["plugin"], "built-in" if p["builtin"] else "plugin",
-             "yes" if p["available"] else f"no: {p['unavailable']} (fix: {p['fix']})",
-             p["summary"]]
+            [
+                p["name"],
+                p["plugin"],
+                "built-in" if p["builtin"] else "plugin",
+                "yes" if p["available"] else f"no: {p['unavailable']} (fix: {p['fix']})",
+                p["summary"],
+            ]
             for p in report["providers"]
         ]
-        out.print(table("Providers", ["name", "plugin", "kind", "usable", "summary"],
-                        provider_rows))
+        out.print(
+            table("Providers", ["name", "plugin", "kind", "usable", "summary"], provider_rows)
+        )
     if report["problem"]:
         out.print(f"\n[bold]Backend:[/bold] not available\n{report['problem']}", markup=True)
         return

@@ -135,14 +135,20 @@ class AscendPluginManager(pluggy.PluginManager):
         for caller in self.get_hookcallers(plugin) or []:
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    impl.function = self._attributed(impl.function, caller.name, plugin_name)
+                    # HookImpl.function is typed Final, but pluggy calls whatever it holds; wrapping it is
+                    # how answers and errors get the plugin's name (covered by tests, pluggy<2).
+                    impl.function = self._attributed(  # type: ignore[misc]
+                        impl.function, caller.name, plugin_name
+                    )
         return plugin_name
 
     def get_canonical_name(self, plugin: object) -> str:
         name = getattr(plugin, "__name__", None)
         return name if isinstance(name, str) else type(plugin).__name__
 
-    def _attributed(self, function: Callable[..., Any], hook: str, plugin: str) -> Callable[..., Any]:
+    def _attributed(
+        self, function: Callable[..., Any], hook: str, plugin: str
+    ) -> Callable[..., Any]:
         """Wrap an implementation so its answers and its exceptions carry the plugin's name."""
 
         @functools.wraps(function)
@@ -287,13 +293,37 @@ class AscendPluginManager(pluggy.PluginManager):
                 plugin = error.plugin
                 name = self.get_name(plugin) or self.get_canonical_name(plugin)
                 dist, version = self._dists.get(name, (None, None))
-                message = str(error)
-                hint = _did_you_mean_hook(message, self)
                 failure = PluginFailure(
-                    name, dist, version, "validate", PluginError(message + hint, plugin=name)
+                    name,
+                    dist,
+                    version,
+                    "validate",
+                    PluginError(self._unknown_hooks_message(plugin, error), plugin=name),
                 )
                 self._unregister_quietly(plugin)
                 self._report(failure)
+
+    def _unknown_hooks_message(self, plugin: object, error: Exception) -> str:
+        known = [
+            name
+            for name in dir(self.hook)
+            if name.startswith(PROJECT_NAME + "_") and getattr(self.hook, name).spec is not None
+        ]
+        unknown = [
+            caller.name
+            for caller in self.get_hookcallers(plugin) or []
+            if caller.spec is None
+            and any(
+                not impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin
+            )
+        ]
+        if not unknown:
+            return str(error)
+        parts = []
+        for hook in unknown:
+            close = difflib.get_close_matches(hook, known, n=1)
+            parts.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return "implements unknown hook " + ", ".join(parts)
 
     # -- typed accessors ---------------------------------------------------------------------
 
@@ -387,6 +417,7 @@ class AscendPluginManager(pluggy.PluginManager):
             CommandClashError(
                 f"command {name!r} is provided by several plugins: "
                 + " and ".join(self._label(p) for p in plugins),
+                command=name,
                 plugin=plugins[-1],
                 fix="disable all but one with ASCEND_DISABLED_PLUGINS=" + ",".join(plugins[1:]),
             )
@@ -489,16 +520,6 @@ def _distribution_of(module_path: str) -> tuple[str | None, str | None]:
         return names[0], version(names[0])
     except Exception:
         return names[0], None
-
-
-def _did_you_mean_hook(message: str, pm: pluggy.PluginManager) -> str:
-    known = [name for name in dir(pm.hook) if name.startswith(PROJECT_NAME + "_")]
-    for word in message.replace("'", " ").split():
-        if word.startswith(PROJECT_NAME) and word not in known:
-            close = difflib.get_close_matches(word, known, n=1)
-            if close:
-                return f" (did you mean {close[0]!r}?)"
-    return ""
 
 
 _override: AscendPluginManager | None = None

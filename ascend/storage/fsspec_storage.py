@@ -164,9 +164,9 @@ class FsspecStorage(CloudStorage):
     def open(self, path: str, mode: str = "rb") -> IO[bytes]:
         if mode == "rb":
             with self._errors(path, "read"):
-                if self._is_local or self._is_memory:
-                    if not self._fs.isfile(self._full(path)):
-                        raise FileNotFoundError(self._full(path))
+                local = self._is_local or self._is_memory
+                if local and not self._fs.isfile(self._full(path)):
+                    raise FileNotFoundError(self._full(path))
                 return self._fs.open(self._full(path), "rb")  # type: ignore[no-any-return]
         if mode == "wb":
             with self._errors(path, "write"):
@@ -243,7 +243,7 @@ class FsspecStorage(CloudStorage):
         names = []
         for item in found:
             item = "/" + item.lstrip("/") if self._root.startswith("/") else item
-            relative = item[len(root):] if item.startswith(root) else item
+            relative = item[len(root) :] if item.startswith(root) else item
             if PARTIAL_MARK not in posixpath.basename(relative):
                 names.append(relative)
         return sorted(names)

@@ -156,7 +156,7 @@ class StorageContract:
                 return 4
 
         with pytest.raises(_Boom):
-            storage.write("from-broken-source", Broken())
+            storage.write("from-broken-source", io.BufferedReader(Broken()))
         assert not storage.exists("from-broken-source")
 
     def test_concurrent_writers_to_distinct_paths(self, storage: CloudStorage) -> None:
