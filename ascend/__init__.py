@@ -121,16 +121,16 @@ def _invoked_as_tool() -> bool:
 
 def _check_backend() -> None:
     """Raise NoBackendError when no provider is installed and none is selected (no SDK import)."""
-    from ascend.config import config_files, read_yaml, resolve_provider
-    from ascend.errors import AscendError, NoBackendError
-    from ascend.plugins.manager import get_plugin_manager
-
     if os.environ.get("ASCEND_CLOUD_PROVIDER", "").strip():
         return
+    from ascend.config import provider_selected_in_files, resolve_provider
+    from ascend.errors import AscendError, NoBackendError
+
+    if provider_selected_in_files():
+        return
     try:
-        for path in config_files():
-            if read_yaml(path).get("cloud_provider"):
-                return
+        from ascend.plugins.manager import get_plugin_manager
+
         resolve_provider(None, get_plugin_manager())
     except NoBackendError:
         raise

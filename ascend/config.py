@@ -16,10 +16,10 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ascend.errors import ConfigError, ConfigProblem, NoBackendError, ProviderError
 
@@ -45,8 +45,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a value came from: ``default``, ``file``, ``env``, ``code`` or ``auto``."""
 
     kind: str
@@ -88,6 +87,30 @@ def config_files(cwd: Path | None = None, env: Mapping[str, str] | None = None) 
     return files
 
 
+_SELECTS_PROVIDER = re.compile(r"^cloud_provider[ \t]*:[ \t]*[^\s#]", re.MULTILINE)
+
+
+def provider_selected_in_files(
+    cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> bool:
+    """Whether a config file selects ``cloud_provider`` (a fast check for ``import ascend``).
+
+    A line scan instead of a YAML parse keeps yaml out of the import; whether the value is
+    valid is checked when the configuration is loaded.
+    """
+
+    def selects(path: Path | None) -> bool:
+        try:
+            return path is not None and bool(
+                _SELECTS_PROVIDER.search(path.read_text(encoding="utf-8"))
+            )
+        except OSError:
+            return False
+
+    # The user directory is resolved only when the project file does not decide.
+    return selects(find_project_file(cwd)) or selects(user_config_dir(env) / USER_FILE)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse one config file; a syntax error or a non-mapping is a ``ConfigError``."""
     import yaml
@@ -121,7 +144,7 @@ def flatten(
     for raw_key, value in data.items():
         key = f"{prefix}{raw_key}"
         declared = settings.get(key)
-        if isinstance(value, dict) and (declared is None or declared[0].type is not dict):
+        if isinstance(value, dict) and declared is None:
             nested = flatten(value, settings, prefix=key + ".")
             flat.update(nested if nested else {key: value})
         else:
@@ -284,6 +307,8 @@ class AscendConfig:
         for path in files:
             for key, value in flatten(read_yaml(path), settings).items():
                 if key not in settings:
+                    if value is None and _declares_section(key, settings):
+                        continue  # an empty section of an installed plugin
                     warnings.append(_unknown_key_warning(key, str(path), settings))
                     continue
                 cls._assign(
@@ -300,6 +325,8 @@ class AscendConfig:
         for var, value in env.items():
             if not var.startswith("ASCEND_") or var in CONTROL_ENV_VARS:
                 continue
+            if not value.strip():
+                continue  # an empty variable counts as unset
             env_key = _env_key(var, settings)
             if env_key is None:
                 if not var.startswith("ASCEND_TEST"):
@@ -370,7 +397,8 @@ class AscendConfig:
             fix = setting.fix
             if fix is None and setting.help:
                 fix = f"{key} is {setting.help}"
-            problems.append(ConfigProblem(key, raw, source, str(error), fix))
+            shown = "********" if setting.secret else raw
+            problems.append(ConfigProblem(key, shown, source, str(error), fix))
             return
         values[key] = value
         origins[key] = origin
@@ -430,9 +458,15 @@ def _suggest(key: str, known: Mapping[str, Any]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _declares_section(section: str, settings: Mapping[str, Any]) -> bool:
+    return any(name.startswith(section + ".") for name in settings)
+
+
 def _unknown_key_warning(key: str, source: str, settings: Mapping[str, Any]) -> str:
     section = key.split(".")[0]
-    owner = "" if "." not in key else f" (no installed plugin declares the section {section!r})"
+    owner = ""
+    if "." in key and not _declares_section(section, settings):
+        owner = f" (no installed plugin declares the section {section!r})"
     return f"{source}: unknown key {key!r}{owner}{_suggest(key, settings) or ''}; it is ignored"
 
 

@@ -6,8 +6,7 @@ the message alone. Catch :class:`AscendError` to catch them all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 NO_BACKEND_MESSAGE = (
     "No cloud backend installed. Install one with: pip install ascend[azure]\n"
@@ -44,8 +43,7 @@ class NoBackendError(AscendError, ImportError):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
+class ConfigProblem(NamedTuple):
     """One bad configuration value: where it came from, what is wrong, and the fix."""
 
     key: str

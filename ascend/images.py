@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,24 +20,27 @@ if TYPE_CHECKING:
     from ascend.registry import ContainerRegistry
 
 DEFAULT_REPOSITORY = "ascend-runtime"
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$")
 
 
 def normalize_requirement(requirement: str) -> str:
     """Canonical form of a pip requirement, so equal requirements hash equally.
 
-    The project name is lowercased with runs of ``-_.`` turned into ``-`` (PEP 503); spaces
-    are dropped from the version part.
+    Parsed with ``packaging`` (pip's own parser): the project name becomes its PEP 503 form
+    (lowercase, runs of ``-_.`` as ``-``), specifiers and markers are re-written in one
+    spelling. URL requirements (``name @ https://...``) keep their URL.
     """
-    match = _NAME.match(requirement)
-    if not match or not requirement.strip():
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        parsed = Requirement(requirement)
+    except (InvalidRequirement, TypeError) as error:
         raise ImageBuildError(
-            f"requirement {requirement!r} is not a pip requirement",
+            f"requirement {requirement!r} is not a pip requirement: {error}",
             fix="write requirements as pip does, for example 'numpy>=1.26'",
-        )
-    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
-    rest = "".join(match.group(2).split())
-    return name + rest
+        ) from None
+    parsed.name = canonicalize_name(parsed.name)
+    return str(parsed)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,12 @@ _REPOSITORY = re.compile(
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host[:port]`` names this machine (plain HTTP is then the sensible default)."""
+    name = (urllib.parse.urlsplit("//" + host).hostname or "").lower()
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 class ContainerRegistry(ABC):
     """Where images live, and whether one is already there."""
 
@@ -51,12 +57,12 @@ class ContainerRegistry(ABC):
 
 
 def _check_name(repository: str, tag: str) -> None:
-    if not _REPOSITORY.match(repository):
+    if not isinstance(repository, str) or not _REPOSITORY.fullmatch(repository):
         raise RegistryError(
             f"repository name {repository!r} is invalid",
             fix="use lowercase letters, digits and separators ('.', '_', '-', '/')",
         )
-    if not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise RegistryError(
             f"tag {tag!r} is invalid",
             fix="use at most 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
@@ -86,8 +92,7 @@ class OCIRegistry(ContainerRegistry):
             scheme, host = url.split("://", 1)
         else:
             host = url
-            bare = host.split(":")[0]
-            scheme = "http" if bare in ("localhost", "127.0.0.1", "[::1]") else "https"
+            scheme = "http" if _is_loopback(host) else "https"
         self._host = host
         self._base = f"{scheme}://{host}"
         self._credentials = credentials
@@ -201,9 +206,8 @@ def docker_credentials(registry: str) -> tuple[str, str] | None:
     Reads ``$DOCKER_CONFIG/config.json`` (``auths``, ``credHelpers``, ``credsStore``) without a
     daemon. Credential helpers answer with capitalised keys; both spellings are accepted.
     """
-    from docker.errors import DockerException
-
     import docker.auth as auth
+    from docker.errors import DockerException
 
     try:
         config = auth.load_config()

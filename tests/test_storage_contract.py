@@ -36,7 +36,6 @@ class TestS3Storage(StorageContract):
             endpoint_url=endpoint,
             key="testing",
             secret="testing",
-            client_kwargs={"region_name": "us-east-1"},
         )
         storage.ensure_container()
         return storage

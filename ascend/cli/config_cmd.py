@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import click
@@ -95,7 +96,9 @@ def validate() -> None:
         failed = True
     if not failed:
         try:
-            get_backend(cfg)
+            with warnings.catch_warnings():  # already printed above
+                warnings.simplefilter("ignore")
+                get_backend(cfg)
         except AscendError as error:
             click.echo(f"error: {error}", err=True)
             failed = True

@@ -373,6 +373,8 @@ class AscendPluginManager(pluggy.PluginManager):
 
     def settings(self) -> dict[str, tuple[Setting, str]]:
         """Every declared setting by key, with the plugin that declared it."""
+        from ascend.config import CONTROL_ENV_VARS
+
         found: dict[str, tuple[Setting, str]] = {}
         env_vars: dict[str, str] = {}
         for setting, plugin in self.collect("ascend_settings"):
@@ -389,6 +391,13 @@ class AscendPluginManager(pluggy.PluginManager):
                 raise PluginError(
                     f"setting {setting.name!r} of {self._label(plugin)} clashes with "
                     f"{clash[0].name!r} of {self._label(clash[1])}",
+                    plugin=plugin,
+                    fix=f"rename the setting, prefixed with the plugin name ('{plugin}.')",
+                )
+            if setting.env_var in CONTROL_ENV_VARS:
+                raise PluginError(
+                    f"setting {setting.name!r} of {self._label(plugin)} would be set by "
+                    f"{setting.env_var}, which steers Ascend itself",
                     plugin=plugin,
                     fix=f"rename the setting, prefixed with the plugin name ('{plugin}.')",
                 )
