@@ -142,3 +142,22 @@ class ImageBuildError(AscendError):
 
 class ComputeError(AscendError):
     """The compute backend failed to run a job."""
+
+
+# -- running jobs -------------------------------------------------------------------------------
+
+
+class InvalidJobIdError(AscendError, ValueError):
+    """A string is not an Ascend job id."""
+
+
+class GitError(AscendError):
+    """The git check could not run or failed (not a repository with ``project=True``, ...)."""
+
+
+class GitDirtyError(GitError):
+    """The working tree has uncommitted changes and ``git_check`` is on; ``files`` lists them."""
+
+    def __init__(self, message: str, *, files: tuple[str, ...] = (), fix: str | None = None):
+        self.files = files
+        super().__init__(message, fix=fix)
