@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ascend.backend import CloudBackend, get_backend
     from ascend.compute import ComputeBackend, JobRequest
     from ascend.config import AscendConfig, load_config
+    from ascend.decorator import RemoteFunction, ascend
     from ascend.errors import (
         AscendError,
         BackendNotAvailableError,
@@ -26,25 +27,43 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         ComputeError,
         ConfigError,
         ConfigProblem,
+        GitDirtyError,
+        GitError,
         ImageBuildError,
+        IntegrityError,
+        InvalidJobIdError,
         InvalidStoragePathError,
+        JobCancelledError,
+        JobError,
+        JobFailedError,
+        JobTimeoutError,
         NoBackendError,
+        OutOfMemoryError,
         PluginError,
         PluginHookError,
         ProviderError,
         RegistryError,
+        RemoteError,
+        SerializationError,
         StorageError,
         StorageExistsError,
         StorageNotFoundError,
+        VersionMismatchError,
     )
     from ascend.images import ImageBuilder, ImageSpec
     from ascend.plugins.markers import hookimpl, hookspec
-    from ascend.plugins.types import Provider, Setting
+    from ascend.plugins.types import NodeType, Provider, Setting
     from ascend.registry import ContainerRegistry, OCIRegistry
+    from ascend.runtime import JobHandle, attach
     from ascend.storage.base import CloudStorage
     from ascend.storage.fsspec_storage import FsspecStorage
 
 _EXPORTS = {
+    "ascend": "ascend.decorator",
+    "RemoteFunction": "ascend.decorator",
+    "attach": "ascend.runtime",
+    "JobHandle": "ascend.runtime",
+    "NodeType": "ascend.plugins.types",
     "hookimpl": "ascend.plugins.markers",
     "hookspec": "ascend.plugins.markers",
     "Setting": "ascend.plugins.types",
@@ -80,6 +99,18 @@ _EXPORTS = {
             "StorageError",
             "StorageExistsError",
             "StorageNotFoundError",
+            "InvalidJobIdError",
+            "GitError",
+            "GitDirtyError",
+            "SerializationError",
+            "IntegrityError",
+            "VersionMismatchError",
+            "JobError",
+            "JobTimeoutError",
+            "OutOfMemoryError",
+            "JobCancelledError",
+            "JobFailedError",
+            "RemoteError",
         )
     },
 }

@@ -1,7 +1,7 @@
 """The compute interface: something that runs a packaged job and reports how it ended.
 
-The pod (or process) receives storage URIs, never payloads: the package is already in
-storage when :meth:`ComputeBackend.submit` is called, and the runner writes the result there.
+The job receives storage URIs, never payloads: the package is already in storage when
+:meth:`ComputeBackend.submit` is called, and the runner writes the result there.
 """
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
 
 
 @dataclass(frozen=True)
@@ -23,32 +29,52 @@ class JobRequest:
     memory: str = "2Gi"
     timeout: int = 3600
     node_type: str | None = None
+    stream_logs: bool = True
+    requirements: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JobStatus:
+    """How a job ended (or that it still runs), with the evidence the backend saw."""
+
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state != RUNNING
+
+
 class ComputeBackend(ABC):
-    """Runs jobs. Implementations: the built-in Kubernetes and local computes, or a plugin's."""
+    """Runs jobs. Implementations: the built-in local and Kubernetes computes, or a plugin's."""
 
     name: str = "compute"
+
+    def check(self, request: JobRequest) -> None:  # noqa: B027 - optional hook, no-op default
+        """Refuse a request this backend cannot run, before anything is uploaded."""
 
     @abstractmethod
     def submit(self, request: JobRequest) -> str:
         """Start the job; return a handle (the backend's job name) without waiting."""
 
     @abstractmethod
-    def wait(self, handle: str, timeout: float | None = None) -> str:
-        """Block until the job ends; return its final state (``succeeded``/``failed``/...).
+    def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        """Block until the job ends, or ``timeout`` seconds pass (then ``state`` is running).
 
-        Raises a typed :class:`ascend.errors.AscendError` carrying the evidence when the job
-        cannot finish (image pull failure, unschedulable, out of memory, deadline).
+        Raises a typed :class:`ascend.errors.JobError` carrying the evidence when the job
+        cannot finish (image pull failure, unschedulable, ...).
         """
 
     @abstractmethod
     def cancel(self, handle: str) -> None:
         """Stop the job and everything it started; cancelling a finished job is a no-op."""
 
-    def logs(self, handle: str) -> str:
-        """The job's output so far (backends that stream logs elsewhere may return ``''``)."""
-        return ""
+    def status(self, handle: str) -> JobStatus:
+        """The job's state now, without blocking."""
+        return self.wait(handle, timeout=0)

@@ -161,3 +161,78 @@ class GitDirtyError(GitError):
     def __init__(self, message: str, *, files: tuple[str, ...] = (), fix: str | None = None):
         self.files = files
         super().__init__(message, fix=fix)
+
+
+class SerializationError(AscendError, TypeError):
+    """A function, argument or result cannot be pickled to travel to or from the job."""
+
+
+class IntegrityError(AscendError):
+    """A package or result failed verification (corrupted, truncated or tampered with)."""
+
+
+class VersionMismatchError(AscendError):
+    """Client and runner differ in Python minor version or cloudpickle version."""
+
+
+class JobError(AscendError):
+    """A job did not produce a result. ``job_id`` names it; ``evidence`` says why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.evidence = dict(evidence or {})
+        super().__init__(message, fix=fix)
+
+    def __reduce__(self) -> Any:
+        return _rebuild_job_error, (type(self), self.message, self.job_id, self.evidence, self.fix)
+
+
+def _rebuild_job_error(
+    cls: type[JobError], message: str, job_id: str | None, evidence: dict[str, Any], fix: str | None
+) -> JobError:
+    return cls(message, job_id=job_id, evidence=evidence, fix=fix)
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """The job ran past its ``timeout`` and was stopped."""
+
+
+class OutOfMemoryError(JobError, MemoryError):
+    """The job exceeded its ``memory`` limit."""
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled (``handle.cancel()``, Ctrl-C, or ``ascend jobs cancel``)."""
+
+
+class JobFailedError(JobError):
+    """The job ended without writing a result (the runner crashed or was killed)."""
+
+
+class RemoteError(AscendError):
+    """An exception raised by the remote function that could not travel back as itself.
+
+    Carries the original type's name, its message and the remote traceback.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+        self.type_name = type_name
+        self.remote_message = message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{type_name}: {message}")
+
+    def __reduce__(self) -> Any:
+        return RemoteError, (self.type_name, self.remote_message, self.remote_traceback)
+
+    def __str__(self) -> str:
+        text = f"{self.type_name}: {self.remote_message}"
+        if self.remote_traceback:
+            text += "\n\nRemote traceback:\n" + self.remote_traceback.rstrip()
+        return text

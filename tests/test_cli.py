@@ -81,7 +81,7 @@ def test_plugins_json_lists_plugins_and_answers(ascend_cli, register_plugin, mon
     assert report["backend"]["ascend_registry_url"]["plugin"] == "inhouse-registry"
     assert report["backend"]["ascend_compute"]["plugin"] is None
     assert "compute" in report["backend"]["ascend_compute"]["error"]
-    assert [p["name"] for p in report["providers"]] == ["acme", "kubernetes"]
+    assert [p["name"] for p in report["providers"]] == ["acme", "kubernetes", "local"]
 
 
 def test_plugins_human_output_names_the_answering_plugin(

@@ -83,6 +83,10 @@ def test_show_json_lists_every_declared_key_with_origin_plugin_and_env_var(
         ),
         "registry_url": (None, "default", "core", "ASCEND_REGISTRY_URL"),
         "storage_options": ({}, "default", "core", "ASCEND_STORAGE_OPTIONS"),
+        "username": (None, "default", "core", "ASCEND_USERNAME"),
+        "project": ("default", "default", "core", "ASCEND_PROJECT"),
+        "git_check": (False, "default", "core", "ASCEND_GIT_CHECK"),
+        "local.storage_dir": (None, "default", "local", "ASCEND_LOCAL_STORAGE_DIR"),
         "storage_url": (
             "s3://bucket/ascend",
             f"file: {project_file}",
@@ -205,7 +209,7 @@ def test_validate_fails_for_unknown_provider(ascend_cli, monkeypatch):
     result = ascend_cli("config", "validate")
     assert result.exit_code == 1
     assert (
-        "error: cloud_provider 'azrue' is not installed (installed providers: kubernetes)"
+        "error: cloud_provider 'azrue' is not installed (installed providers: kubernetes, local)"
         in result.stderr
     )
 

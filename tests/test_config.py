@@ -135,6 +135,10 @@ def test_no_files_gives_declared_defaults(ascend_pm):
         "storage_url": None,
         "storage_options": {},
         "registry_url": None,
+        "username": None,
+        "project": "default",
+        "git_check": False,
+        "local.storage_dir": None,
     }
     assert config.origin("storage_options") == Origin("default")
     assert config.warnings == []
@@ -572,7 +576,7 @@ def test_unknown_provider_lists_installed_ones(ascend_pm, project_file):
     error = config.provider_error
     assert isinstance(error, ProviderError)
     assert (
-        error.message == "cloud_provider 'azrue' is not installed (installed providers: kubernetes)"
+        error.message == "cloud_provider 'azrue' is not installed (installed providers: kubernetes, local)"
     )
 
 
@@ -582,7 +586,7 @@ def test_unknown_provider_suggests_near_installed_one(ascend_pm, register_plugin
     error = load(ascend_pm).provider_error
     assert isinstance(error, ProviderError)
     assert error.message == (
-        "cloud_provider 'azrue' is not installed (installed providers: azure, kubernetes); "
+        "cloud_provider 'azrue' is not installed (installed providers: azure, kubernetes, local); "
         "did you mean 'azure'?"
     )
 

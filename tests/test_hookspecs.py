@@ -17,7 +17,7 @@ FIRSTRESULT = {
     "ascend_compute",
 }
 HISTORIC = {"ascend_addhooks", "ascend_configure"}
-COLLECTING = {"ascend_cli_commands", "ascend_settings", "ascend_providers"}
+COLLECTING = {"ascend_cli_commands", "ascend_settings", "ascend_providers", "ascend_node_types"}
 SPECS = {
     name: function
     for name, function in vars(hookspecs).items()

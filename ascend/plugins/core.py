@@ -53,6 +53,23 @@ def ascend_settings() -> Iterable[Setting]:
             help="options passed to the fsspec filesystem (endpoint_url, anon, ...)",
         ),
         Setting(
+            "username",
+            str,
+            help="your name in job ids and storage paths (default: your login name)",
+        ),
+        Setting(
+            "project",
+            str,
+            default="default",
+            help="project name recorded with jobs (project=True uses the git repository's)",
+        ),
+        Setting(
+            "git_check",
+            bool,
+            default=False,
+            help="refuse to run from a git tree with uncommitted changes",
+        ),
+        Setting(
             "registry_url",
             str,
             help="container registry for runtime images, host[:port]",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ascend.compute import ComputeBackend
     from ascend.config import AscendConfig
     from ascend.images import ImageSpec
-    from ascend.plugins.types import Provider, Setting
+    from ascend.plugins.types import NodeType, Provider, Setting
     from ascend.registry import ContainerRegistry
     from ascend.storage.base import CloudStorage
 
@@ -110,6 +110,30 @@ def ascend_providers() -> Iterable[Provider]:
         @hookimpl
         def ascend_providers():
             return [Provider("acme", summary="ACME cloud")]
+
+    .. versionadded:: 0.1
+    """
+    return ()
+
+
+@hookspec
+def ascend_node_types() -> Iterable[NodeType]:
+    """Declare node types jobs can request with ``@ascend(node_type=...)``.
+
+    Every plugin's node types are collected into one catalog; two plugins declaring one name is
+    an error naming both. When the catalog is not empty, ``@ascend`` refuses unknown node types
+    at decoration time, listing the known ones.
+
+    :return: an iterable of :class:`ascend.plugins.types.NodeType`.
+
+    **Example:**
+
+    .. code-block:: python
+
+        @hookimpl
+        def ascend_node_types():
+            return [NodeType("gpu-t4", cpu="3", memory="24Gi", gpus=1,
+                             node_selector=(("agentpool", "gput4"),))]
 
     .. versionadded:: 0.1
     """

@@ -34,7 +34,7 @@ import pluggy
 from ascend.errors import AscendError, CommandClashError, PluginError, PluginHookError
 from ascend.plugins import hookspecs
 from ascend.plugins.markers import PROJECT_NAME
-from ascend.plugins.types import Provider, Setting
+from ascend.plugins.types import NodeType, Provider, Setting
 
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, EntryPoint
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = PROJECT_NAME
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "ascend.plugins.core"),
+    ("local", "ascend.local.plugin"),
     ("kubernetes", "ascend.providers.kubernetes"),
 )
 # Built-ins that cannot be disabled: without them nothing else can be configured.
@@ -369,6 +370,27 @@ class AscendPluginManager(pluggy.PluginManager):
                     fix=f"disable one with ASCEND_DISABLED_PLUGINS={plugin}",
                 )
             found[provider.name] = (provider, plugin)
+        return found
+
+    def node_types(self) -> dict[str, tuple[NodeType, str]]:
+        """The node-type catalog, by name, with the plugin that declared each type."""
+        found: dict[str, tuple[NodeType, str]] = {}
+        for node_type, plugin in self.collect("ascend_node_types"):
+            if not isinstance(node_type, NodeType):
+                raise PluginError(
+                    f"plugin {self._label(plugin)} returned {node_type!r} from "
+                    "ascend_node_types; expected ascend NodeType records",
+                    plugin=plugin,
+                )
+            if node_type.name in found:
+                other = found[node_type.name][1]
+                raise PluginError(
+                    f"node type {node_type.name!r} is declared by both {self._label(other)} "
+                    f"and {self._label(plugin)}",
+                    plugin=plugin,
+                    fix=f"disable one with ASCEND_DISABLED_PLUGINS={plugin}",
+                )
+            found[node_type.name] = (node_type, plugin)
         return found
 
     def settings(self) -> dict[str, tuple[Setting, str]]:

@@ -57,6 +57,28 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class NodeType:
+    """A kind of node jobs can ask for (``@ascend(node_type=...)``), from a provider's catalog.
+
+    :param name: what users write, for example ``gpu-t4``.
+    :param cpu: default CPU request for jobs on it (a Kubernetes quantity).
+    :param memory: default memory request, fitting the node's allocatable memory.
+    :param gpus: GPUs per job (``nvidia.com/gpu``), 0 for CPU nodes.
+    :param node_selector: labels a node must carry (e.g. the agent pool name).
+    :param tolerations: Kubernetes tolerations (dicts) for tainted pools.
+    :param summary: one line shown in listings.
+    """
+
+    name: str
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = 0
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class Provider:
     """A cloud provider a plugin offers (``ascend_providers``).
 

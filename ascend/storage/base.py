@@ -87,6 +87,13 @@ class CloudStorage(ABC):
         ``name`` overrides the container (bucket) name for stores that have one.
         """
 
+    def local_path(self, path: str) -> str | None:
+        """The path on this machine's disk when the object is local, else ``None``.
+
+        Lets readers verify and unpickle in place instead of copying.
+        """
+        return None
+
     # -- conveniences built on the primitives ------------------------------------------------
 
     def write(self, path: str, data: bytes | BinaryIO, overwrite: bool = True) -> str:

@@ -132,6 +132,9 @@ class FsspecStorage(CloudStorage):
             return "file://" + full
         return f"{self._protocol}://{full.lstrip('/')}"
 
+    def local_path(self, path: str) -> str | None:
+        return self._full(path) if self._is_local else None
+
     @property
     def _is_local(self) -> bool:
         return self._protocol in ("file", "local")

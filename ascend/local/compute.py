@@ -1,0 +1,268 @@
+"""Local compute: one ``python -m ascend.runner`` process per call.
+
+Each job gets its own session (process group), so Ctrl-C in the caller does not reach it by
+accident and stopping it stops everything it started. The runner enforces the timeout itself
+(it keeps working when the caller has died); this side adds a backstop a few seconds later.
+Memory is capped with an address-space limit, an approximation of a container's limit.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ascend.compute import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    ComputeBackend,
+    JobRequest,
+    JobStatus,
+)
+from ascend.errors import ComputeError
+from ascend.quantities import memory_bytes
+
+GRACE_SECONDS = 5.0
+EXIT_DEADLINE = 7  # ascend.runner.EXIT_DEADLINE (not imported: the runner module is for pods)
+
+
+@dataclass
+class _LocalJob:
+    process: subprocess.Popen[bytes]
+    deadline: float
+    forwarders: list[threading.Thread] = field(default_factory=list)
+    cancelled: bool = False
+    timed_out: bool = False
+
+
+def _forward(source: IO[bytes], target: Any) -> None:
+    """Copy a child's output to our stream as it arrives (live logs)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    fd = source.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        try:
+            target.write(decoder.decode(chunk))
+            target.flush()
+        except (OSError, ValueError):
+            pass  # our own output is gone; the runner still saves the log
+    source.close()
+
+
+def unmet_requirements(requirements: tuple[str, ...]) -> list[str]:
+    """Requirements this environment does not satisfy, each with what is installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            unmet.append(f"{text} (not installed)")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{text} (installed: {installed})")
+    return unmet
+
+
+class LocalCompute(ComputeBackend):
+    """Runs each job as a child process of this Python, in its own process group."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self._jobs: dict[str, _LocalJob] = {}
+        self._lock = threading.Lock()
+
+    def check(self, request: JobRequest) -> None:
+        memory_bytes(request.memory)
+        unmet = unmet_requirements(request.requirements)
+        if unmet:
+            quoted = " ".join(f"'{r.split(' (')[0]}'" for r in unmet)
+            raise ComputeError(
+                "the local provider runs in this Python environment, which does not satisfy: "
+                + ", ".join(unmet),
+                fix=f"pip install {quoted}",
+            )
+
+    def submit(self, request: JobRequest) -> str:
+        import ascend
+
+        env = dict(os.environ)
+        env.update(request.env)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ascend.__file__)))
+        env.update(
+            ASCEND_PACKAGE_URI=request.package_uri,
+            ASCEND_RESULT_URI=request.result_uri,
+            ASCEND_JOB_ID=request.job_id,
+            ASCEND_TIMEOUT=str(request.timeout),
+            ASCEND_RLIMIT_AS=str(memory_bytes(request.memory)),
+            ASCEND_MEMORY=request.memory,
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p),
+        )
+        output = subprocess.PIPE if request.stream_logs else subprocess.DEVNULL
+        try:
+            process = subprocess.Popen(
+                [self.python, "-m", "ascend.runner"],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise ComputeError(
+                f"could not start the runner with {self.python}: {error}",
+                fix="check that this Python interpreter still exists and can run",
+            ) from error
+        job = _LocalJob(process, deadline=time.monotonic() + request.timeout)
+        if request.stream_logs:
+            for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
+                assert source is not None
+                thread = threading.Thread(target=_forward, args=(source, target), daemon=True)
+                thread.start()
+                job.forwarders.append(thread)
+        handle = f"{request.job_id}@{process.pid}"
+        with self._lock:
+            self._jobs[handle] = job
+        return handle
+
+    def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        job = self._jobs.get(handle)
+        if job is None:
+            return self._wait_foreign(handle, timeout)
+        backstop = job.deadline + GRACE_SECONDS
+        limit = backstop - time.monotonic()
+        if timeout is not None:
+            limit = min(limit, timeout)
+        try:
+            code = job.process.wait(max(limit, 0))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() < backstop:
+                return JobStatus(RUNNING)
+            job.timed_out = True
+            self._stop(job)
+            code = job.process.wait()
+        for thread in job.forwarders:
+            thread.join(2.0)
+        return self._status(job, code)
+
+    def _status(self, job: _LocalJob, code: int) -> JobStatus:
+        if job.cancelled:
+            return JobStatus(CANCELLED, code, "Cancelled", "the job was cancelled")
+        if job.timed_out or code == EXIT_DEADLINE:
+            return JobStatus(TIMED_OUT, code, "DeadlineExceeded", "the job ran past its timeout")
+        if code == 0:
+            return JobStatus(SUCCEEDED, 0)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            return JobStatus(FAILED, code, "Killed", f"the runner was killed by {name}")
+        return JobStatus(FAILED, code, "Error", f"the runner exited with code {code}")
+
+    def cancel(self, handle: str) -> None:
+        job = self._jobs.get(handle)
+        if job is None:
+            pid = _pid_of(handle)
+            if pid is not None and _is_our_runner(pid, handle):
+                _kill_group(pid)
+            return
+        if job.process.poll() is None:
+            job.cancelled = True
+            self._stop(job)
+
+    def _stop(self, job: _LocalJob) -> None:
+        """SIGTERM the job's process group, then SIGKILL what is left after the grace period."""
+        pid = job.process.pid
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            job.process.wait(GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(pid, signal.SIGKILL)  # children that outlived the runner, too
+        except ProcessLookupError:
+            pass
+
+    def _wait_foreign(self, handle: str, timeout: float | None) -> JobStatus:
+        """Wait for a runner started by another process (attach) without polling."""
+        pid = _pid_of(handle)
+        if pid is None or not _is_our_runner(pid, handle):
+            return JobStatus(FAILED, None, "Exited", "the runner process is no longer running")
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return self._poll_foreign(pid, handle, timeout)
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        if not ready:
+            return JobStatus(RUNNING)
+        return JobStatus(FAILED, None, "Exited", "the runner process ended")
+
+    def _poll_foreign(self, pid: int, handle: str, timeout: float | None) -> JobStatus:
+        """Fallback where pidfd is missing (macOS): check liveness every 100 ms."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while _is_our_runner(pid, handle):
+            if end is not None and time.monotonic() >= end:
+                return JobStatus(RUNNING)
+            time.sleep(0.1)
+        return JobStatus(FAILED, None, "Exited", "the runner process ended")
+
+
+def _pid_of(handle: str) -> int | None:
+    try:
+        return int(handle.rsplit("@", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_our_runner(pid: int, handle: str) -> bool:
+    """Whether ``pid`` is alive and is the runner of this job (pids get reused)."""
+    job_id = handle.rsplit("@", 1)[0]
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return f"ASCEND_JOB_ID={job_id}".encode() in environ.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def _kill_group(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        if sig == signal.SIGTERM:
+            time.sleep(0.2)

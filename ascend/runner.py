@@ -1,0 +1,392 @@
+"""``python -m ascend.runner``: runs one packaged call where the job runs (a pod or a process).
+
+Configured by environment variables, so a pod needs only URIs, never payloads or secrets:
+
+- ``ASCEND_PACKAGE_URI`` (required): fsspec URI of the package; the scheme picks the backend.
+- ``ASCEND_RESULT_URI`` (required): where the result or the exception is written. Its directory
+  is the job's prefix, where ``metadata.json`` and ``logs.txt`` live too.
+- ``ASCEND_TIMEOUT``: seconds; past it the runner records the deadline and stops the job even
+  if no client is watching. ``ASCEND_RLIMIT_AS`` (bytes) and ``ASCEND_MEMORY`` (its label)
+  cap the address space (local provider). ``ASCEND_STORAGE_OPTIONS``: JSON fsspec options.
+
+The package is verified (digest, then versions) before anything is unpickled. Everything the
+function prints goes live to the container's output and is saved as the job's log. The runner
+updates the job's status itself, so the record is right even when the client has died.
+Imports: the standard library, cloudpickle and fsspec only (a test enforces it).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import posixpath
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FUNCTION_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTEGRITY = 3
+EXIT_VERSION = 4
+EXIT_STORAGE = 5
+EXIT_OUT_OF_MEMORY = 6
+EXIT_DEADLINE = 7
+EXIT_TERMINATED = 143
+LOG_UPLOAD_INTERVAL = 10.0
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread when the job is asked to stop (SIGTERM)."""
+
+
+class _OutputTee:
+    """Copies everything written to file descriptors 1 and 2 into a log file.
+
+    Working on descriptors, not ``sys.stdout``, also catches output of C extensions and child
+    processes. A reader that went away (a client that died) does not stop the job or the log.
+    """
+
+    def __init__(self, log_path: str) -> None:
+        self.log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self.lock = threading.Lock()
+        self.size = 0
+        self._saved: dict[int, int] = {}
+        self._threads: list[threading.Thread] = []
+        for fd in (1, 2):
+            self._saved[fd] = os.dup(fd)
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            thread = threading.Thread(
+                target=self._pump, args=(read_end, self._saved[fd]), daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        for stream in (sys.stdout, sys.stderr):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(line_buffering=True)
+
+    def _pump(self, read_end: int, out: int) -> None:
+        alive = True
+        while True:
+            try:
+                chunk = os.read(read_end, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self.lock:
+                self.log.write(chunk)
+                self.size += len(chunk)
+            if alive:
+                try:
+                    os.write(out, chunk)
+                except OSError:
+                    alive = False  # the reader is gone; keep logging
+        os.close(read_end)
+
+    def close(self, wait: float = 2.0) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)  # closes our pipe's write end held by fd
+        for thread in self._threads:
+            thread.join(wait)  # children still holding the pipe must not hang the runner
+        self.log.close()
+
+
+class Runner:
+    """One job run: fetch, verify, call, record."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from ascend.storage.fsspec_storage import FsspecStorage
+
+        missing = [n for n in ("ASCEND_PACKAGE_URI", "ASCEND_RESULT_URI") if not env.get(n)]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} must be set (fsspec URIs)")
+        options = json.loads(env.get("ASCEND_STORAGE_OPTIONS") or "{}")
+        package_uri = env["ASCEND_PACKAGE_URI"]
+        result_uri = env["ASCEND_RESULT_URI"]
+        self.package_store = FsspecStorage(posixpath.dirname(package_uri), **options)
+        self.package_name = posixpath.basename(package_uri)
+        self.store = FsspecStorage(posixpath.dirname(result_uri), **options)
+        self.result_name = posixpath.basename(result_uri)
+        self.timeout = float(env["ASCEND_TIMEOUT"]) if env.get("ASCEND_TIMEOUT") else None
+        self.rlimit_as = int(env["ASCEND_RLIMIT_AS"]) if env.get("ASCEND_RLIMIT_AS") else None
+        self.memory_label = env.get("ASCEND_MEMORY") or (
+            f"{self.rlimit_as} bytes" if self.rlimit_as else "the memory limit"
+        )
+        self.job_id = env.get("ASCEND_JOB_ID")
+        self._log_dir = tempfile.mkdtemp(prefix="ascend-runner-")
+        self.log_path = os.path.join(self._log_dir, "logs.txt")
+        self.tee: _OutputTee | None = None
+        self._uploaded = 0
+        self._upload_lock = threading.Lock()
+        self._done = threading.Event()
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _metadata(self, status: str | None = None, **fields: Any) -> None:
+        from ascend import metadata
+
+        try:
+            metadata.update(self.store, "", status, **fields)
+        except Exception as error:  # the record is best effort; the result is what matters
+            print(f"ascend runner: could not update metadata: {error}", file=sys.__stderr__)
+
+    def upload_logs(self) -> None:
+        with self._upload_lock:
+            size = self.tee.size if self.tee else 0
+            if size == self._uploaded and self._uploaded:
+                return
+            try:
+                with open(self.log_path, "rb") as log:
+                    self.store.write("logs.txt", log)
+                self._uploaded = size
+            except Exception as error:
+                print(f"ascend runner: could not save logs: {error}", file=sys.__stderr__)
+
+    def _upload_periodically(self) -> None:
+        while not self._done.wait(LOG_UPLOAD_INTERVAL):
+            self.upload_logs()
+
+    def _write_outcome(self, writer: Callable[[Any, Any], None], value: Any) -> None:
+        with self.store.open(self.result_name, "wb") as target:
+            writer(target, value)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from ascend import wire
+        from ascend.errors import IntegrityError, SerializationError, VersionMismatchError
+
+        self.tee = _OutputTee(self.log_path)
+        threading.Thread(target=self._upload_periodically, daemon=True).start()
+        if self.timeout:
+            self._start_watchdog(self.timeout)
+        self._metadata(
+            "running",
+            runner={"pid": os.getpid(), "host": socket.gethostname(), **wire.versions()},
+        )
+        try:
+            try:
+                with wire.open_envelope(
+                    lambda: self.package_store.open(self.package_name, "rb"),
+                    self.package_store.local_path(self.package_name),
+                    "the job package",
+                ) as (file, envelope):
+                    wire.check_versions(envelope, "the job package")
+                    fn, args, kwargs = wire.load_package(file, envelope)
+            except IntegrityError as error:
+                return self._refuse(error, "IntegrityError", EXIT_INTEGRITY)
+            except VersionMismatchError as error:
+                return self._refuse(error, "VersionMismatch", EXIT_VERSION)
+            self._limit_memory()
+            try:
+                value = _call(fn, args, kwargs)
+            except MemoryError as error:
+                return self._out_of_memory(error)
+            except Exception as error:
+                return self._failed(error)
+            del fn, args, kwargs
+            try:
+                self._write_outcome(wire.dump_result, value)
+            except SerializationError as error:
+                return self._failed(
+                    SerializationError(
+                        f"the function's result ({type(value).__name__}) cannot be pickled: "
+                        f"{error.message}",
+                        fix="return plain data (numbers, strings, lists, dicts, arrays)",
+                    )
+                )
+            except MemoryError as error:
+                return self._out_of_memory(error)
+            self._metadata("succeeded", exit_code=EXIT_OK)
+            return EXIT_OK
+        except _Terminated:
+            self._metadata(
+                "failed",
+                failure={"reason": "Terminated", "message": "the job was asked to stop (SIGTERM)"},
+            )
+            return EXIT_TERMINATED
+        finally:
+            self._finish()
+
+    def _refuse(self, error: Exception, reason: str, code: int) -> int:
+        from ascend import wire
+
+        print(f"ascend runner: {error}", file=sys.stderr)
+        try:
+            self._write_outcome(wire.dump_exception, error)
+        except Exception as write_error:
+            print(f"ascend runner: could not write the refusal: {write_error}", file=sys.stderr)
+        self._metadata(
+            "failed",
+            exit_code=code,
+            failure={"reason": reason, "message": str(error).splitlines()[0]},
+        )
+        return code
+
+    def _failed(self, error: BaseException) -> int:
+        from ascend import wire
+
+        outgoing = _travelling_exception(error)
+        try:
+            self._write_outcome(wire.dump_exception, outgoing)
+        except Exception as write_error:
+            print(f"ascend runner: could not write the exception: {write_error}", file=sys.stderr)
+            return EXIT_STORAGE
+        self._metadata(
+            "failed",
+            exit_code=EXIT_FUNCTION_FAILED,
+            failure={
+                "reason": "Exception",
+                "type": type(error).__qualname__,
+                "message": _first_line(error),
+            },
+        )
+        return EXIT_FUNCTION_FAILED
+
+    def _out_of_memory(self, error: MemoryError) -> int:
+        from ascend import wire
+        from ascend.errors import OutOfMemoryError
+
+        text = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
+        if error.__traceback__ is not None:
+            traceback.clear_frames(error.__traceback__)  # let the big locals go
+            error.__traceback__ = None
+        del error
+        gc.collect()
+        oom = OutOfMemoryError(
+            f"the job ran out of memory: it exceeded its memory limit of {self.memory_label}",
+            job_id=self.job_id,
+            evidence={"reason": "OutOfMemory", "limit": self.memory_label, "traceback": text},
+            fix=f"raise memory= above {self.memory_label}, or process the data in smaller parts",
+        )
+        print(f"ascend runner: {oom.message}", file=sys.stderr)
+        try:
+            self._write_outcome(wire.dump_exception, oom)
+        except Exception as write_error:
+            print(f"ascend runner: could not write the error: {write_error}", file=sys.stderr)
+        self._metadata(
+            "failed",
+            exit_code=EXIT_OUT_OF_MEMORY,
+            failure={"reason": "OutOfMemory", "limit": self.memory_label},
+        )
+        return EXIT_OUT_OF_MEMORY
+
+    def _limit_memory(self) -> None:
+        if not self.rlimit_as:
+            return
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (self.rlimit_as, self.rlimit_as))
+
+    def _start_watchdog(self, timeout: float) -> None:
+        def expire() -> None:
+            self._metadata(
+                "failed",
+                exit_code=EXIT_DEADLINE,
+                failure={
+                    "reason": "DeadlineExceeded",
+                    "message": f"the job ran longer than its timeout of {timeout:g} s",
+                },
+            )
+            print(f"ascend runner: timeout of {timeout:g} s reached; stopping", file=sys.stderr)
+            if self.tee:
+                self.tee.close(wait=0.5)
+            self.upload_logs()
+            if os.getpgrp() == os.getpid():  # our own process group: its children go too
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            os._exit(EXIT_DEADLINE)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+
+    def _finish(self) -> None:
+        self._done.set()
+        if self.tee is not None:
+            self.tee.close()
+        self.upload_logs()
+        try:
+            os.unlink(self.log_path)
+            os.rmdir(self._log_dir)
+        except OSError:
+            pass
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__qualname__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _travelling_exception(error: BaseException) -> BaseException:
+    """The exception to send back: itself with the remote traceback attached when it survives
+    a pickle round trip here, otherwise a ``RemoteError`` carrying its type, message and
+    traceback."""
+    from ascend import wire
+    from ascend.errors import RemoteError
+
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next  # drop the runner's own frames: the user's code starts after them
+    error.__traceback__ = tb
+    remote = "".join(traceback.format_exception(error))
+    try:
+        error.add_note("Remote traceback (from the Ascend job):\n" + remote.rstrip())
+    except Exception:  # pragma: no cover - exceptions that refuse attributes
+        pass
+    try:
+        import io
+
+        buffer = io.BytesIO()
+        with wire.envelope_writer(buffer, wire.KIND_EXCEPTION) as pickler:
+            pickler.dump(error)
+        buffer.seek(0)
+        wire.load_outcome(buffer, wire.verify(buffer, "exception"))
+        return error
+    except Exception:
+        return RemoteError(
+            f"{type(error).__module__}.{type(error).__qualname__}", str(error), remote
+        )
+
+
+def main() -> int:
+    """Entry point; returns the process exit code (documented in EXIT_* constants)."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        runner = Runner(dict(os.environ))
+    except (ValueError, KeyError) as error:
+        print(f"ascend runner: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return runner.run()
+    except _Terminated:
+        return EXIT_TERMINATED
+    except Exception as error:  # storage failures and the like: say so and exit distinctly
+        print(f"ascend runner: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""One remote call, end to end: package -> storage -> compute -> wait -> result or exception.
+
+This is the path every provider runs; only the backend parts differ.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import posixpath
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ascend import metadata
+from ascend.compute import CANCELLED, RUNNING, TIMED_OUT, JobRequest, JobStatus
+from ascend.errors import (
+    AscendError,
+    JobCancelledError,
+    JobError,
+    JobFailedError,
+    JobTimeoutError,
+    StorageNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from ascend.backend import CloudBackend
+    from ascend.git import GitInfo
+
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """The decorator's options, validated once at decoration time."""
+
+    cpu: str = "1"
+    memory: str = "2Gi"
+    timeout: int = 3600
+    stream_logs: bool = True
+    requirements: tuple[str, ...] | None = None
+    node_type: str | None = None
+    project: bool = False
+    git_check: bool | None = None
+    base_image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def current_user(config: Any) -> str:
+    from ascend.job_ids import USER_MAX, sanitize_name
+
+    configured = config.get("username")
+    if configured:
+        return sanitize_name(configured, USER_MAX)
+    try:
+        name = getpass.getuser()
+    except Exception:  # no login name (some containers)
+        name = "default"
+    return sanitize_name(name, USER_MAX)
+
+
+class JobHandle:
+    """A submitted call: wait for its result, cancel it, or read its logs.
+
+    ``result()`` returns the function's value, or raises the function's exception (with the
+    remote traceback attached as a note), or a :class:`ascend.errors.JobError` saying why the
+    job produced neither.
+    """
+
+    def __init__(
+        self, job_id: str, backend: CloudBackend, prefix: str, handle: str, function: str
+    ) -> None:
+        self.job_id = job_id
+        self.function = function
+        self._backend = backend
+        self._prefix = prefix
+        self._handle = handle
+        self._outcome: tuple[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"JobHandle(job_id={self.job_id!r}, function={self.function!r})"
+
+    @property
+    def storage_prefix(self) -> str:
+        return self._backend.storage.storage_uri(self._prefix)
+
+    def metadata(self) -> dict[str, Any]:
+        return metadata.read(self._backend.storage, self._prefix)
+
+    def status(self) -> str:
+        """The recorded status: queued, running, succeeded, failed or cancelled."""
+        return str(self.metadata().get("status"))
+
+    def done(self) -> bool:
+        if self._outcome is not None:
+            return True
+        return self._backend.compute.wait(self._handle, timeout=0).finished
+
+    def cancel(self) -> None:
+        """Stop the job; it is recorded as cancelled. Cancelling a finished job does nothing."""
+        status = self._backend.compute.wait(self._handle, timeout=0)
+        if status.finished:
+            return
+        metadata.update(
+            self._backend.storage,
+            self._prefix,
+            metadata.CANCELLED,
+            failure={"reason": "Cancelled", "message": "cancelled by the caller"},
+        )
+        self._backend.compute.cancel(self._handle)
+
+    def logs(self) -> str:
+        """Everything the function printed (stdout and stderr), as saved with the job."""
+        try:
+            return self._backend.storage.read(
+                posixpath.join(self._prefix, metadata.LOG_FILE)
+            ).decode("utf-8", errors="replace")
+        except StorageNotFoundError:
+            return ""
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job (at most ``timeout`` seconds) and return its result.
+
+        :raises TimeoutError: ``timeout`` passed and the job still runs (it keeps running).
+        :raises KeyboardInterrupt: after cancelling the job, on Ctrl-C.
+        """
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = self._wait(timeout)
+        kind, value = self._outcome
+        if kind == "exception":
+            raise value
+        return value
+
+    def _wait(self, timeout: float | None) -> tuple[str, Any]:
+        try:
+            status = self._backend.compute.wait(self._handle, timeout)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if status.state == RUNNING:
+            raise TimeoutError(
+                f"job {self.job_id} is still running after {timeout:g} s; it keeps running "
+                f"(ascend.attach({self.job_id!r}).result() waits again)"
+            )
+        outcome = self._read_outcome()
+        if outcome is not None:
+            return outcome
+        return "exception", self._no_result_error(status)
+
+    def _read_outcome(self) -> tuple[str, Any] | None:
+        from ascend import wire
+
+        storage = self._backend.storage
+        path = posixpath.join(self._prefix, metadata.RESULT_FILE)
+        what = f"the result of job {self.job_id}"
+        try:
+            with wire.open_envelope(
+                lambda: storage.open(path, "rb"), storage.local_path(path), what
+            ) as (file, envelope):
+                wire.check_versions(envelope, what)
+                kind, value = wire.load_outcome(file, envelope)
+        except (FileNotFoundError, StorageNotFoundError):
+            return None
+        if kind == "exception" and isinstance(value, BaseException):
+            value.__traceback__ = None
+            if isinstance(value, JobError) and value.job_id is None:
+                value.job_id = self.job_id
+        return kind, value
+
+    def _no_result_error(self, status: JobStatus) -> JobError:
+        record: dict[str, Any] = {}
+        try:
+            record = self.metadata()
+        except (StorageNotFoundError, ValueError):
+            pass
+        failure = record.get("failure") or {}
+        reason = failure.get("reason") or status.reason
+        evidence = {
+            "exit_code": status.exit_code,
+            "reason": reason,
+            "message": failure.get("message") or status.message,
+            **status.evidence,
+            "last_log_lines": self.logs().splitlines()[-LOG_TAIL_LINES:],
+        }
+        if status.state == CANCELLED or record.get("status") == metadata.CANCELLED:
+            return JobCancelledError(
+                f"job {self.job_id} was cancelled", job_id=self.job_id, evidence=evidence
+            )
+        if status.state == TIMED_OUT or reason == "DeadlineExceeded":
+            limit = record.get("resources", {}).get("timeout")
+            return JobTimeoutError(
+                f"job {self.job_id} ran past its timeout of {limit} s and was stopped",
+                job_id=self.job_id,
+                evidence=evidence,
+                fix="raise timeout= in @ascend(...), or make the function faster",
+            )
+        tail = "\n".join(evidence["last_log_lines"])
+        return JobFailedError(
+            f"job {self.job_id} ended without a result: {evidence['message'] or reason}"
+            + (f"\nlast output:\n{tail}" if tail else ""),
+            job_id=self.job_id,
+            evidence=evidence,
+            fix=f"'ascend jobs logs {self.job_id}' shows the whole output",
+        )
+
+
+def submit(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: CallOptions,
+    backend: CloudBackend | None = None,
+) -> JobHandle:
+    """Package the call, store it, start it, and return its handle (does not wait)."""
+    from ascend import wire
+    from ascend.backend import get_backend
+    from ascend.job_ids import PROJECT_MAX, new_job_id, sanitize_name
+
+    backend = backend or get_backend()
+    config = backend.config
+    git = _git(options, config)
+    project = "default"
+    if options.project and git is not None and git.repository:
+        project = git.repository
+    elif config.get("project"):
+        project = str(config.get("project"))
+    user = current_user(config)
+    job_id = new_job_id(user, sanitize_name(project, PROJECT_MAX))
+    prefix = metadata.job_prefix(user, job_id)
+    storage = backend.storage
+    request = JobRequest(
+        job_id=job_id,
+        package_uri=storage.storage_uri(posixpath.join(prefix, metadata.PACKAGE_FILE)),
+        result_uri=storage.storage_uri(posixpath.join(prefix, metadata.RESULT_FILE)),
+        image=options.base_image,
+        cpu=options.cpu,
+        memory=options.memory,
+        timeout=options.timeout,
+        node_type=options.node_type,
+        stream_logs=options.stream_logs,
+        requirements=tuple(options.requirements or ()),
+        env=dict(options.env),
+        labels={"user": user, "project": sanitize_name(project, PROJECT_MAX)},
+    )
+    compute = backend.compute
+    compute.check(request)
+    wire.check_arguments(fn, args, kwargs)
+    with storage.open(posixpath.join(prefix, metadata.PACKAGE_FILE), "wb") as target:
+        wire.dump_package(target, fn, args, kwargs, job_id=job_id)
+    function = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    record: dict[str, Any] = {
+        "job_id": job_id,
+        "status": metadata.QUEUED,
+        "function": function,
+        "user": user,
+        "project": project,
+        "provider": backend.name,
+        "created_at": metadata.now(),
+        "resources": {
+            "cpu": options.cpu,
+            "memory": options.memory,
+            "timeout": options.timeout,
+            "node_type": options.node_type,
+        },
+        "requirements": list(options.requirements or ()),
+        "versions": wire.versions(),
+        "git": git.as_metadata() if git is not None else None,
+        "client": {"host": socket.gethostname(), "pid": os.getpid()},
+    }
+    metadata.write(storage, prefix, record)
+    try:
+        handle = compute.submit(request)
+    except BaseException as error:
+        metadata.update(
+            storage,
+            prefix,
+            metadata.FAILED,
+            failure={"reason": "SubmitFailed", "message": str(error)},
+        )
+        raise
+    metadata.update(storage, prefix, compute={"backend": compute.name, "handle": handle})
+    return JobHandle(job_id, backend, prefix, handle, function)
+
+
+def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
+    """The handle of an earlier job, from its id, on any machine with the same configuration."""
+    from ascend.backend import get_backend
+    from ascend.job_ids import parse_job_id
+
+    parts = parse_job_id(job_id)
+    backend = backend or get_backend()
+    prefix = metadata.job_prefix(parts.user, job_id)
+    try:
+        record = metadata.read(backend.storage, prefix)
+    except StorageNotFoundError:
+        raise AscendError(
+            f"job {job_id} is not in {backend.storage.storage_uri()}",
+            fix="check cloud_provider and storage settings: jobs are found in the storage "
+            "they were submitted to",
+        ) from None
+    handle = str((record.get("compute") or {}).get("handle") or job_id)
+    return JobHandle(job_id, backend, prefix, handle, str(record.get("function", "?")))
+
+
+def _git(options: CallOptions, config: Any) -> GitInfo | None:
+    from ascend.git import resolve_git
+
+    check = options.git_check
+    if check is None:
+        check = bool(config.get("git_check", False))
+    return resolve_git(check, options.project)

@@ -1,0 +1,412 @@
+"""The wire format shared by the client and the runner: one envelope for packages and results.
+
+Layout of an envelope (one storage object)::
+
+    MAGIC (8 bytes) | header length (4 bytes, big-endian) | header (JSON) | payload (pickles)
+    | TRAILER_MAGIC (8 bytes) | SHA-256 of header + payload (32 bytes) | payload length (8 bytes)
+
+The header says what the object is and which versions wrote it, so a mismatch is reported
+before anything is unpickled. The digest comes last so that the payload can be streamed to
+storage as it is pickled (one pass, no second copy in memory); readers verify it before they
+unpickle a single byte.
+
+Only the standard library and cloudpickle are imported here: the runner uses this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import os
+import pickle
+import socket
+import sys
+import sysconfig
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import IO, Any
+
+import cloudpickle
+
+from ascend._version import __version__
+from ascend.errors import IntegrityError, SerializationError, VersionMismatchError
+
+FORMAT_VERSION = 1
+MAGIC = b"ASCEND\x00\x01"
+TRAILER_MAGIC = b"ASCNDSUM"
+TRAILER_SIZE = len(TRAILER_MAGIC) + 32 + 8
+PROTOCOL = 5
+WRITE_CHUNK = 8 * 1024 * 1024  # bounds the copies a buffering storage client makes
+KIND_PACKAGE = "package"
+KIND_RESULT = "result"
+KIND_EXCEPTION = "exception"
+MAX_HEADER = 64 * 1024
+
+
+def python_version() -> str:
+    return ".".join(str(part) for part in sys.version_info[:3])
+
+
+def versions() -> dict[str, str]:
+    return {
+        "ascend": __version__,
+        "python": python_version(),
+        "cloudpickle": cloudpickle.__version__,
+    }
+
+
+# -- pickling by value, per pickler ----------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _install_dirs() -> tuple[str, ...]:
+    """Directories whose modules the runtime image is expected to have installed."""
+    paths = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            paths.add(os.path.realpath(path))
+    try:
+        import site
+
+        paths.update(os.path.realpath(p) for p in site.getsitepackages())
+        paths.add(os.path.realpath(site.getusersitepackages()))
+    except Exception:  # pragma: no cover - some embedded interpreters lack site
+        pass
+    return tuple(sorted(paths))
+
+
+@lru_cache(maxsize=4096)
+def is_local_module(name: str) -> bool:
+    """Whether module ``name`` exists only here (a notebook, a script, a file next to it).
+
+    Such modules are not installed where the job runs, so what they define travels by value.
+    Installed packages, the standard library and ascend itself travel by reference.
+    """
+    if name == "__main__":
+        return True
+    top = name.split(".")[0]
+    if top == "ascend" or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return False
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False
+    real = os.path.realpath(path)
+    if "site-packages" in real or "dist-packages" in real:
+        return False
+    return not any(real.startswith(directory + os.sep) for directory in _install_dirs())
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """A cloudpickle pickler that sends local modules' functions and classes by value.
+
+    cloudpickle's ``register_pickle_by_value`` is a process-wide switch: two threads submitting
+    at once would race on it. Deciding per object inside this pickler needs no global state.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        try:
+            is_class = issubclass(type(obj), type)
+        except TypeError:  # pragma: no cover - exotic metaclasses
+            is_class = False
+        if is_class or isinstance(obj, types.FunctionType):
+            module = getattr(obj, "__module__", None)
+            if isinstance(module, str) and module != "__main__" and is_local_module(module):
+                if is_class:
+                    return cloudpickle.cloudpickle._dynamic_class_reduce(obj)
+                return self._dynamic_function_reduce(obj)
+        elif isinstance(obj, types.ModuleType) and is_local_module(obj.__name__):
+            state = obj.__dict__.copy()
+            state.pop("__builtins__", None)
+            return cloudpickle.cloudpickle.dynamic_subimport, (obj.__name__, state)
+        return super().reducer_override(obj)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+class _HashingWriter:
+    """Feeds every byte to SHA-256 on its way to the target, in bounded chunks."""
+
+    def __init__(self, target: IO[bytes], digest: Any) -> None:
+        self._target = target
+        self._digest = digest
+        self.count = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), WRITE_CHUNK):
+            chunk = view[start : start + WRITE_CHUNK]
+            self._digest.update(chunk)
+            self._target.write(chunk)
+        self.count += len(view)
+        return len(view)
+
+
+@contextmanager
+def envelope_writer(target: IO[bytes], kind: str, **header: Any) -> Iterator[_Pickler]:
+    """Write an envelope of ``kind`` to ``target``; yields the pickler for the payload."""
+    head = json.dumps({"format": FORMAT_VERSION, "kind": kind, **versions(), **header}).encode()
+    digest = hashlib.sha256(head)
+    target.write(MAGIC + len(head).to_bytes(4, "big") + head)
+    hashing = _HashingWriter(target, digest)
+    pickler = _Pickler(hashing, protocol=PROTOCOL)
+    yield pickler
+    target.write(TRAILER_MAGIC + digest.digest() + hashing.count.to_bytes(8, "big"))
+
+
+_UNSENDABLE: tuple[tuple[type | tuple[type, ...], str, str], ...] = (
+    (types.GeneratorType, "a generator", "pass list(...) of it instead"),
+    (types.AsyncGeneratorType, "an async generator", "collect it into a list first"),
+    (types.CoroutineType, "a coroutine", "await it locally and pass the result"),
+    (type(threading.Lock()), "a lock", "create locks inside the function"),
+    (type(threading.RLock()), "a lock", "create locks inside the function"),
+    (threading.Condition, "a condition variable", "create it inside the function"),
+    (threading.Event, "a threading event", "create it inside the function"),
+    (threading.Thread, "a thread", "start threads inside the function"),
+    (io.IOBase, "an open file or stream", "pass the path (or the bytes) instead"),
+    (socket.socket, "a socket", "open connections inside the function"),
+    (types.FrameType, "a stack frame", "pass the data you need from it"),
+    (types.TracebackType, "a traceback", "pass traceback.format_tb(...) text instead"),
+)
+
+
+def _unsendable_reason(value: Any, depth: int = 0) -> tuple[str, str] | None:
+    """Why ``value`` can never be sent (checked cheaply before anything is uploaded)."""
+    for kind, what, fix in _UNSENDABLE:
+        if isinstance(value, kind):
+            return what, fix
+    if depth < 2:
+        items: Any = ()
+        if isinstance(value, (list, tuple, set, frozenset)) and len(value) <= 10_000:
+            items = value
+        elif isinstance(value, dict) and len(value) <= 10_000:
+            items = value.values()
+        for item in items:
+            found = _unsendable_reason(item, depth + 1)
+            if found is not None:
+                return f"{found[0]} inside a {type(value).__name__}", found[1]
+    return None
+
+
+def _argument_names(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[str]:
+    """A readable name for each argument: its parameter name when the signature tells."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+        positional = list(bound)[: len(args)]
+    except (TypeError, ValueError):
+        positional = []
+    names = []
+    for index in range(len(args)):
+        param = positional[index] if index < len(positional) else None
+        names.append(f"argument {param!r} (position {index})" if param else f"argument {index}")
+    names.extend(f"argument {key!r}" for key in kwargs)
+    return names
+
+
+def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments that can never travel, naming the argument, before any upload."""
+    names = _argument_names(fn, args, kwargs)
+    for name, value in zip(names, [*args, *kwargs.values()], strict=True):
+        found = _unsendable_reason(value)
+        if found is not None:
+            what, fix = found
+            raise SerializationError(
+                f"{name} of {getattr(fn, '__qualname__', fn)!r} cannot be sent to the job: it is "
+                f"{what} ({type(value).__name__}), which cannot be pickled",
+                fix=fix,
+            )
+
+
+def dump_package(
+    target: IO[bytes],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    **header: Any,
+) -> None:
+    """Pickle the call once, streaming into ``target``; a failure names the culprit.
+
+    The pickles are written one after another with one pickler, so objects shared between
+    arguments stay shared.
+    """
+    names = _argument_names(fn, args, kwargs)
+    with envelope_writer(target, KIND_PACKAGE, **header) as pickler:
+        _dump_one(pickler, fn, f"function {getattr(fn, '__qualname__', fn)!r}")
+        pickler.dump((len(args), list(kwargs)))
+        for name, value in zip(names, [*args, *kwargs.values()], strict=True):
+            _dump_one(pickler, value, name)
+
+
+def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
+    try:
+        pickler.dump(value)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as error:
+        raise SerializationError(
+            f"{name} cannot be pickled: {type(error).__name__}: {error}",
+            fix="pass plain data (numbers, strings, lists, dicts, arrays, dataclasses) or "
+            "create the object inside the function",
+        ) from error
+
+
+def dump_result(target: IO[bytes], value: Any) -> None:
+    with envelope_writer(target, KIND_RESULT) as pickler:
+        pickler.dump(value)
+
+
+def dump_exception(target: IO[bytes], error: BaseException) -> None:
+    with envelope_writer(target, KIND_EXCEPTION, exception_type=type(error).__qualname__) as p:
+        p.dump(error)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A verified envelope in a local, seekable file."""
+
+    header: dict[str, Any]
+    payload_offset: int
+    payload_length: int
+
+    @property
+    def kind(self) -> str:
+        return str(self.header.get("kind"))
+
+
+def verify(file: IO[bytes], what: str) -> Envelope:
+    """Check magic, header and digest of the envelope in ``file`` (seekable, local).
+
+    :raises IntegrityError: anything is off: not an envelope, truncated, or a digest mismatch.
+    """
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    start = file.read(len(MAGIC) + 4)
+    if len(start) < len(MAGIC) + 4 or start[: len(MAGIC)] != MAGIC:
+        raise IntegrityError(
+            f"{what} is not an Ascend envelope (wrong magic bytes)",
+            fix="the object was overwritten or written by something else; run the job again",
+        )
+    header_length = int.from_bytes(start[len(MAGIC) :], "big")
+    if header_length > MAX_HEADER or len(MAGIC) + 4 + header_length + TRAILER_SIZE > size:
+        raise IntegrityError(
+            f"{what} is truncated or has a corrupt header", fix="run the job again"
+        )
+    head = file.read(header_length)
+    payload_offset = len(MAGIC) + 4 + header_length
+    payload_length = size - payload_offset - TRAILER_SIZE
+    digest = hashlib.sha256(head)
+    remaining = payload_length
+    while remaining:
+        block = file.read(min(WRITE_CHUNK, remaining))
+        if not block:
+            break
+        digest.update(block)
+        remaining -= len(block)
+    trailer = file.read(TRAILER_SIZE)
+    if (
+        remaining
+        or len(trailer) != TRAILER_SIZE
+        or trailer[: len(TRAILER_MAGIC)] != TRAILER_MAGIC
+        or int.from_bytes(trailer[-8:], "big") != payload_length
+    ):
+        raise IntegrityError(f"{what} is truncated (incomplete trailer)", fix="run the job again")
+    if trailer[len(TRAILER_MAGIC) : len(TRAILER_MAGIC) + 32] != digest.digest():
+        raise IntegrityError(
+            f"{what} failed its SHA-256 check: the bytes were changed after they were written",
+            fix="someone or something modified the job's storage; run the job again and check "
+            "who can write to the storage location",
+        )
+    try:
+        header = json.loads(head)
+    except ValueError as error:
+        raise IntegrityError(f"{what} has an unreadable header: {error}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        raise VersionMismatchError(
+            f"{what} uses envelope format {header.get('format') if isinstance(header, dict) else '?'}"
+            f", this side reads format {FORMAT_VERSION}",
+            fix="use the same ascend version on both sides",
+        )
+    return Envelope(header, payload_offset, payload_length)
+
+
+def check_versions(envelope: Envelope, what: str) -> None:
+    """Refuse to unpickle across Python minor versions or cloudpickle versions."""
+    theirs_python = str(envelope.header.get("python", "?"))
+    theirs_cp = str(envelope.header.get("cloudpickle", "?"))
+    ours = versions()
+    problems = []
+    if theirs_python.split(".")[:2] != ours["python"].split(".")[:2]:
+        problems.append(f"Python {theirs_python} wrote it, this is Python {ours['python']}")
+    if theirs_cp.split(".")[:2] != ours["cloudpickle"].split(".")[:2]:
+        problems.append(
+            f"cloudpickle {theirs_cp} wrote it, this has cloudpickle {ours['cloudpickle']}"
+        )
+    if problems:
+        raise VersionMismatchError(
+            f"{what} cannot be unpickled here: " + "; ".join(problems),
+            fix="run the job in an image with the same Python minor version and cloudpickle "
+            "version as the client (base_image=..., or rebuild the runtime image)",
+        )
+
+
+def _payload(file: IO[bytes], envelope: Envelope) -> pickle.Unpickler:
+    file.seek(envelope.payload_offset)
+    return pickle.Unpickler(file)
+
+
+def load_package(
+    file: IO[bytes], envelope: Envelope
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    if envelope.kind != KIND_PACKAGE:
+        raise IntegrityError(f"expected a package, found a {envelope.kind!r} envelope")
+    unpickler = _payload(file, envelope)
+    fn = unpickler.load()
+    n_args, keys = unpickler.load()
+    args = tuple(unpickler.load() for _ in range(n_args))
+    kwargs = {key: unpickler.load() for key in keys}
+    return fn, args, kwargs
+
+
+def load_outcome(file: IO[bytes], envelope: Envelope) -> tuple[str, Any]:
+    """``("result", value)`` or ``("exception", exception)`` from a verified result envelope."""
+    if envelope.kind not in (KIND_RESULT, KIND_EXCEPTION):
+        raise IntegrityError(f"expected a result, found a {envelope.kind!r} envelope")
+    return envelope.kind, _payload(file, envelope).load()
+
+
+@contextmanager
+def open_envelope(
+    open_remote: Callable[[], Any], local_path: str | None, what: str
+) -> Iterator[tuple[IO[bytes], Envelope]]:
+    """Get an envelope into a local file, verify it, and yield ``(file, envelope)``.
+
+    A local object is verified in place; a remote one is streamed once into a temporary file
+    (bounded memory) and verified there, so nothing is unpickled before the digest matches.
+    """
+    import shutil
+    import tempfile
+
+    if local_path is not None:
+        handle: IO[bytes] = open(local_path, "rb")  # noqa: SIM115 - closed below
+    else:
+        handle = tempfile.TemporaryFile(prefix="ascend-")  # noqa: SIM115 - closed below
+        try:
+            with open_remote() as source:
+                shutil.copyfileobj(source, handle, WRITE_CHUNK)
+        except BaseException:
+            handle.close()
+            raise
+    with handle:
+        yield handle, verify(handle, what)
