@@ -65,7 +65,10 @@ def update(
         record = read(storage, prefix)
     except FileNotFoundError:
         record = {"status": QUEUED}
+    final = record.get("status") in FINAL
     for key, value in fields.items():
+        if final and key == "failure" and record.get("failure"):
+            continue  # the verdict and its reason stay together
         if isinstance(value, dict) and isinstance(record.get(key), dict):
             record[key] = {**record[key], **value}
         else:

@@ -110,7 +110,7 @@ class Runner:
     """One job run: fetch, verify, call, record."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from ascend.storage.fsspec_storage import FsspecStorage
+        from ascend.storage.local_files import storage_from_url
 
         missing = [n for n in ("ASCEND_PACKAGE_URI", "ASCEND_RESULT_URI") if not env.get(n)]
         if missing:
@@ -118,9 +118,9 @@ class Runner:
         options = json.loads(env.get("ASCEND_STORAGE_OPTIONS") or "{}")
         package_uri = env["ASCEND_PACKAGE_URI"]
         result_uri = env["ASCEND_RESULT_URI"]
-        self.package_store = FsspecStorage(posixpath.dirname(package_uri), **options)
+        self.package_store = storage_from_url(posixpath.dirname(package_uri), **options)
         self.package_name = posixpath.basename(package_uri)
-        self.store = FsspecStorage(posixpath.dirname(result_uri), **options)
+        self.store = storage_from_url(posixpath.dirname(result_uri), **options)
         self.result_name = posixpath.basename(result_uri)
         self.timeout = float(env["ASCEND_TIMEOUT"]) if env.get("ASCEND_TIMEOUT") else None
         self.rlimit_as = int(env["ASCEND_RLIMIT_AS"]) if env.get("ASCEND_RLIMIT_AS") else None
@@ -367,8 +367,30 @@ def _travelling_exception(error: BaseException) -> BaseException:
         )
 
 
+def _wait_for_job() -> bool:
+    """Warm start: imports are done; read the job's environment from stdin, then run it.
+
+    The local provider keeps one such process ready, so a call does not pay for starting
+    Python and importing cloudpickle. Returns False when stdin closes without a job.
+    """
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    message = json.loads(line)
+    os.environ.clear()
+    os.environ.update(message["env"])
+    os.chdir(message["cwd"])
+    return True
+
+
 def main() -> int:
     """Entry point; returns the process exit code (documented in EXIT_* constants)."""
+    if "--wait-for-job" in sys.argv[1:]:
+        from ascend import metadata, wire  # noqa: F401 - the point is to import them now
+        from ascend.storage import local_files  # noqa: F401
+
+        if not _wait_for_job():
+            return EXIT_OK
 
     def terminate(signum: int, frame: Any) -> None:
         raise _Terminated()

@@ -16,14 +16,11 @@ Only the standard library and cloudpickle are imported here: the runner uses thi
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import json
 import os
 import pickle
-import socket
 import sys
-import sysconfig
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -67,6 +64,8 @@ def versions() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def _install_dirs() -> tuple[str, ...]:
     """Directories whose modules the runtime image is expected to have installed."""
+    import sysconfig
+
     paths = set()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(key)
@@ -133,19 +132,37 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 class _HashingWriter:
-    """Feeds every byte to SHA-256 on its way to the target, in bounded chunks."""
+    """Feeds every byte to SHA-256 on its way to the target, in bounded chunks.
+
+    Large chunks are hashed on a helper thread while the target writes them (hashlib releases
+    the GIL), so hashing costs almost no extra wall time on big payloads.
+    """
+
+    PARALLEL_MIN = 1024 * 1024
 
     def __init__(self, target: IO[bytes], digest: Any) -> None:
         self._target = target
         self._digest = digest
+        self._pending: threading.Thread | None = None
         self.count = 0
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         for start in range(0, len(view), WRITE_CHUNK):
             chunk = view[start : start + WRITE_CHUNK]
-            self._digest.update(chunk)
+            self._settle()  # updates must stay in order
+            if len(chunk) >= self.PARALLEL_MIN:
+                self._pending = threading.Thread(target=self._digest.update, args=(chunk,))
+                self._pending.start()
+            else:
+                self._digest.update(chunk)
             self._target.write(chunk)
+        self._settle()
         self.count += len(view)
         return len(view)
 
@@ -162,25 +179,31 @@ def envelope_writer(target: IO[bytes], kind: str, **header: Any) -> Iterator[_Pi
     target.write(TRAILER_MAGIC + digest.digest() + hashing.count.to_bytes(8, "big"))
 
 
-_UNSENDABLE: tuple[tuple[type | tuple[type, ...], str, str], ...] = (
-    (types.GeneratorType, "a generator", "pass list(...) of it instead"),
-    (types.AsyncGeneratorType, "an async generator", "collect it into a list first"),
-    (types.CoroutineType, "a coroutine", "await it locally and pass the result"),
-    (type(threading.Lock()), "a lock", "create locks inside the function"),
-    (type(threading.RLock()), "a lock", "create locks inside the function"),
-    (threading.Condition, "a condition variable", "create it inside the function"),
-    (threading.Event, "a threading event", "create it inside the function"),
-    (threading.Thread, "a thread", "start threads inside the function"),
-    (io.IOBase, "an open file or stream", "pass the path (or the bytes) instead"),
-    (socket.socket, "a socket", "open connections inside the function"),
-    (types.FrameType, "a stack frame", "pass the data you need from it"),
-    (types.TracebackType, "a traceback", "pass traceback.format_tb(...) text instead"),
-)
+@lru_cache(maxsize=1)
+def _unsendable() -> tuple[tuple[Any, str, str], ...]:
+    """Types that can never be pickled, with what to do instead (built on first use)."""
+    import socket
+    import threading
+
+    return (
+        (types.GeneratorType, "a generator", "pass list(...) of it instead"),
+        (types.AsyncGeneratorType, "an async generator", "collect it into a list first"),
+        (types.CoroutineType, "a coroutine", "await it locally and pass the result"),
+        (type(threading.Lock()), "a lock", "create locks inside the function"),
+        (type(threading.RLock()), "a lock", "create locks inside the function"),
+        (threading.Condition, "a condition variable", "create it inside the function"),
+        (threading.Event, "a threading event", "create it inside the function"),
+        (threading.Thread, "a thread", "start threads inside the function"),
+        (io.IOBase, "an open file or stream", "pass the path (or the bytes) instead"),
+        (socket.socket, "a socket", "open connections inside the function"),
+        (types.FrameType, "a stack frame", "pass the data you need from it"),
+        (types.TracebackType, "a traceback", "pass traceback.format_tb(...) text instead"),
+    )
 
 
 def _unsendable_reason(value: Any, depth: int = 0) -> tuple[str, str] | None:
     """Why ``value`` can never be sent (checked cheaply before anything is uploaded)."""
-    for kind, what, fix in _UNSENDABLE:
+    for kind, what, fix in _unsendable():
         if isinstance(value, kind):
             return what, fix
     if depth < 2:
@@ -200,6 +223,8 @@ def _argument_names(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
     """A readable name for each argument: its parameter name when the signature tells."""
+    import inspect
+
     try:
         bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
         positional = list(bound)[: len(args)]
@@ -284,6 +309,38 @@ class Envelope:
         return str(self.header.get("kind"))
 
 
+def _hash_region(file: IO[bytes], offset: int, length: int, digest: Any) -> int:
+    """Hash ``length`` bytes from ``offset``; returns how many were missing.
+
+    A real file is mapped and hashed in place (no copy through read()); other streams are read
+    in chunks.
+    """
+    import mmap
+
+    try:
+        fileno = file.fileno()
+    except (AttributeError, OSError, ValueError):
+        fileno = -1
+    if fileno >= 0 and length > 0:
+        with mmap.mmap(fileno, 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                for start in range(offset, offset + length, WRITE_CHUNK):
+                    digest.update(view[start : min(start + WRITE_CHUNK, offset + length)])
+            finally:
+                view.release()
+        return 0
+    file.seek(offset)
+    remaining = length
+    while remaining:
+        block = file.read(min(WRITE_CHUNK, remaining))
+        if not block:
+            break
+        digest.update(block)
+        remaining -= len(block)
+    return remaining
+
+
 def verify(file: IO[bytes], what: str) -> Envelope:
     """Check magic, header and digest of the envelope in ``file`` (seekable, local).
 
@@ -307,13 +364,8 @@ def verify(file: IO[bytes], what: str) -> Envelope:
     payload_offset = len(MAGIC) + 4 + header_length
     payload_length = size - payload_offset - TRAILER_SIZE
     digest = hashlib.sha256(head)
-    remaining = payload_length
-    while remaining:
-        block = file.read(min(WRITE_CHUNK, remaining))
-        if not block:
-            break
-        digest.update(block)
-        remaining -= len(block)
+    remaining = _hash_region(file, payload_offset, payload_length, digest)
+    file.seek(payload_offset + payload_length)
     trailer = file.read(TRAILER_SIZE)
     if (
         remaining

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from ascend.storage.fsspec_storage import FsspecStorage
+from ascend.storage.local_files import LocalFileStorage
 from ascend.testing.storage_contract import StorageContract
 
 from . import services
 
 
-class TestLocalFileStorage(StorageContract):
+class TestFsspecLocalFileStorage(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> FsspecStorage:
         return FsspecStorage(f"file://{tmp_path}/store")
@@ -39,3 +40,11 @@ class TestS3Storage(StorageContract):
         )
         storage.ensure_container()
         return storage
+
+
+class TestLocalFileStorage(StorageContract):
+    """The standard-library storage the local provider and file:// runners use."""
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> LocalFileStorage:
+        return LocalFileStorage(f"file://{tmp_path}/plain")

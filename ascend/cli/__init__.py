@@ -19,6 +19,7 @@ from ascend.errors import AscendError, CommandClashError
 # name -> (module, attribute); imported only when the command runs or help lists it.
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("ascend.cli.config_cmd", "config"),
+    "jobs": ("ascend.cli.jobs_cmd", "jobs"),
     "plugins": ("ascend.cli.plugins_cmd", "plugins"),
 }
 

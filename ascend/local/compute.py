@@ -8,7 +8,9 @@ Memory is capped with an address-space limit, an approximation of a container's 
 
 from __future__ import annotations
 
+import atexit
 import codecs
+import json
 import os
 import select
 import signal
@@ -56,6 +58,8 @@ def _forward(source: IO[bytes], target: Any) -> None:
             break
         if not chunk:
             break
+        if target is None:
+            continue
         try:
             target.write(decoder.decode(chunk))
             target.flush()
@@ -90,10 +94,73 @@ class LocalCompute(ComputeBackend):
 
     name = "local"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, warm_start: bool = True) -> None:
         self.python = python or sys.executable
+        self.warm_start = warm_start
         self._jobs: dict[str, _LocalJob] = {}
         self._lock = threading.Lock()
+        self._spare: subprocess.Popen[bytes] | None = None
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Let the spare runner go (it exits when its stdin closes)."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.stdin is not None:
+            try:
+                spare.stdin.close()
+                spare.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
+                spare.kill()
+
+    def _base_env(self) -> dict[str, str]:
+        import ascend
+
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ascend.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Start a runner that imports what it needs, then waits on stdin for its job."""
+        try:
+            return subprocess.Popen(
+                [self.python, "-m", "ascend.runner", "--wait-for-job"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._base_env(),
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise ComputeError(
+                f"could not start the runner with {self.python}: {error}",
+                fix="check that this Python interpreter still exists and can run",
+            ) from error
+
+    def _start(self, message: bytes) -> subprocess.Popen[bytes]:
+        """Hand the job to the warm spare (or a new runner) and keep a new spare ready."""
+        with self._lock:
+            candidates = [self._spare] if self._spare is not None else []
+            self._spare = None
+        for process in [*candidates, None]:
+            process = process or self._spawn()
+            if process.poll() is not None:
+                continue
+            try:
+                assert process.stdin is not None
+                process.stdin.write(message)
+                process.stdin.close()
+            except OSError:
+                continue
+            if self.warm_start:
+                with self._lock:
+                    self._spare = self._spawn()
+            return process
+        raise ComputeError(
+            "the runner exited before it received its job",
+            fix="run 'python -m ascend.runner' to see why it cannot start",
+        )
 
     def check(self, request: JobRequest) -> None:
         memory_bytes(request.memory)
@@ -107,11 +174,8 @@ class LocalCompute(ComputeBackend):
             )
 
     def submit(self, request: JobRequest) -> str:
-        import ascend
-
-        env = dict(os.environ)
+        env = self._base_env()
         env.update(request.env)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ascend.__file__)))
         env.update(
             ASCEND_PACKAGE_URI=request.package_uri,
             ASCEND_RESULT_URI=request.result_uri,
@@ -119,31 +183,16 @@ class LocalCompute(ComputeBackend):
             ASCEND_TIMEOUT=str(request.timeout),
             ASCEND_RLIMIT_AS=str(memory_bytes(request.memory)),
             ASCEND_MEMORY=request.memory,
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p),
         )
-        output = subprocess.PIPE if request.stream_logs else subprocess.DEVNULL
-        try:
-            process = subprocess.Popen(
-                [self.python, "-m", "ascend.runner"],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise ComputeError(
-                f"could not start the runner with {self.python}: {error}",
-                fix="check that this Python interpreter still exists and can run",
-            ) from error
+        message = json.dumps({"env": env, "cwd": os.getcwd()}).encode() + b"\n"
+        process = self._start(message)
         job = _LocalJob(process, deadline=time.monotonic() + request.timeout)
-        if request.stream_logs:
-            for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
-                assert source is not None
-                thread = threading.Thread(target=_forward, args=(source, target), daemon=True)
-                thread.start()
-                job.forwarders.append(thread)
+        for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
+            assert source is not None  # drained even when not shown, so the runner never blocks
+            shown = target if request.stream_logs else None
+            thread = threading.Thread(target=_forward, args=(source, shown), daemon=True)
+            thread.start()
+            job.forwarders.append(thread)
         handle = f"{request.job_id}@{process.pid}"
         with self._lock:
             self._jobs[handle] = job

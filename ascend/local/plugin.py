@@ -58,11 +58,11 @@ def _storage_dir(config: AscendConfig) -> Path:
 def ascend_storage(config: AscendConfig) -> CloudStorage | None:
     if config.cloud_provider != NAME:
         return None
-    from ascend.storage.fsspec_storage import FsspecStorage
+    from ascend.storage.local_files import LocalFileStorage
 
     directory = _storage_dir(config)
     directory.mkdir(parents=True, exist_ok=True)
-    return FsspecStorage(f"file://{directory}")
+    return LocalFileStorage(str(directory))
 
 
 @hookimpl

@@ -83,9 +83,9 @@ def ascend_settings() -> Iterable[Setting]:
 def ascend_storage(config: AscendConfig) -> CloudStorage | None:
     if not config.storage_url:
         return None
-    from ascend.storage.fsspec_storage import FsspecStorage
+    from ascend.storage.local_files import storage_from_url
 
-    return FsspecStorage(config.storage_url, **config.get("storage_options", {}))
+    return storage_from_url(config.storage_url, **config.get("storage_options", {}))
 
 
 @hookimpl(trylast=True)

@@ -5,83 +5,18 @@ fsspec is imported when a storage is created, never at ``import ascend``.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 from ascend.errors import ConfigError, StorageError, StorageNotFoundError
 from ascend.storage.base import CloudStorage, normalize_path
+from ascend.storage.local_files import PARTIAL_MARK, AtomicWriter, atomic_file_writer
 
 if TYPE_CHECKING:
     import fsspec
-
-PARTIAL_MARK = ".ascend-partial-"
-
-
-class AtomicWriter:
-    """A write stream that publishes its object on ``close`` and leaves nothing on ``abort``.
-
-    Used as a context manager, an exception inside the block aborts. fsspec's own files commit
-    on ``__exit__`` even when the block raised, which would publish a truncated object.
-    """
-
-    def __init__(
-        self, raw: Any, commit: Callable[[], None], abort: Callable[[], None], uri: str
-    ) -> None:
-        self._raw = raw
-        self._commit = commit
-        self._abort = abort
-        self.uri = uri
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        written = self._raw.write(data)
-        return len(data) if written is None else written
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return int(self._raw.tell())
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def close(self) -> None:
-        """Publish the object (idempotent)."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._commit()
-        except BaseException:
-            self._abort()
-            raise
-
-    def abort(self) -> None:
-        """Throw the partial object away (idempotent)."""
-        if self.closed:
-            return
-        self.closed = True
-        self._abort()
-
-    def __enter__(self) -> AtomicWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class FsspecStorage(CloudStorage):
@@ -181,21 +116,7 @@ class FsspecStorage(CloudStorage):
         uri = self.storage_uri(path)
         token = uuid.uuid4().hex
         if self._is_local:
-            directory = os.path.dirname(full)
-            os.makedirs(directory, exist_ok=True)
-            temp = os.path.join(directory, f"{PARTIAL_MARK}{token}")
-            handle = open(temp, "wb")  # noqa: SIM115 - closed by commit/abort
-
-            def commit_local() -> None:
-                handle.close()
-                os.replace(temp, full)
-
-            def abort_local() -> None:
-                handle.close()
-                if os.path.exists(temp):
-                    os.unlink(temp)
-
-            return AtomicWriter(handle, commit_local, abort_local, uri)
+            return atomic_file_writer(full, uri)
 
         if self._is_memory:
             temp = posixpath.join(posixpath.dirname(full), f"{PARTIAL_MARK}{token}")

@@ -1,0 +1,164 @@
+"""Latency of a trivial call and throughput of 256 MB payloads on the local provider.
+
+Run by hand: ``python benchmarks/local_call.py [--runs 15] [--size-mb 256]``. Every figure is a
+ratio against a baseline measured in the same run:
+
+(a) a trivial call: median latency against ``ProcessPoolExecutor(1).submit(...).result()`` on a
+    fresh pool, and against a bare ``python -c pass`` subprocess (target: <= 2.5x the bare
+    subprocess);
+(b) a 256 MB bytes argument (the function returns its length) and a function returning 256 MB:
+    wall time against writing and reading the same bytes with fsspec directly (target <= 1.5x),
+    and how much the caller's peak RSS grows beyond what it already holds, as a fraction of the
+    payload (targets: <= 0.3 sending, since the upload streams; <= 1.3 receiving).
+
+Peak RSS is measured in a fresh child process per case (``ru_maxrss``), so cases do not mask
+each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import json, os, resource, sys, time
+size = int(sys.argv[2]) * 1024 * 1024
+case = sys.argv[1]
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from ascend import ascend
+import fsspec
+
+@ascend(memory="4Gi", timeout=600, stream_logs=False)
+def length(data):
+    return len(data)
+
+@ascend(memory="4Gi", timeout=600, stream_logs=False)
+def produce(n):
+    return bytes(n)
+
+if case == "send":
+    payload = os.urandom(size)
+    before = rss_mb()
+    start = time.perf_counter()
+    assert length(payload) == size
+    elapsed = time.perf_counter() - start
+elif case == "receive":
+    before = rss_mb()
+    start = time.perf_counter()
+    value = produce(size)
+    elapsed = time.perf_counter() - start
+    assert len(value) == size
+elif case == "fsspec":
+    payload = os.urandom(size)
+    before = rss_mb()
+    path = os.path.join(os.environ["ASCEND_LOCAL_STORAGE_DIR"], "raw.bin")
+    start = time.perf_counter()
+    with fsspec.open("file://" + path, "wb") as f:
+        f.write(payload)
+    with fsspec.open("file://" + path, "rb") as f:
+        data = f.read()
+    elapsed = time.perf_counter() - start
+    assert len(data) == size
+    os.unlink(path)
+print(json.dumps({"seconds": elapsed, "rss_before_mb": before, "rss_peak_mb": rss_mb()}))
+"""
+
+TRIVIAL = r"""
+import sys, time, json
+from ascend import ascend
+@ascend(stream_logs=False)
+def add(a, b):
+    return a + b
+runs = int(sys.argv[1])
+add(1, 2)  # warm: imports, storage directory
+samples = []
+for _ in range(runs):
+    start = time.perf_counter(); assert add(1, 2) == 3; samples.append(time.perf_counter() - start)
+print(json.dumps(samples))
+"""
+
+POOL = r"""
+import sys, time, json
+from concurrent.futures import ProcessPoolExecutor
+def add(a, b):
+    return a + b
+if __name__ == "__main__":
+    samples = []
+    for _ in range(int(sys.argv[1])):
+        start = time.perf_counter()
+        with ProcessPoolExecutor(1) as pool:
+            assert pool.submit(add, 1, 2).result() == 3
+        samples.append(time.perf_counter() - start)
+    print(json.dumps(samples))
+"""
+
+
+def run_child(code: str, args: list[str], env: dict[str, str], cwd: str) -> str:
+    path = os.path.join(cwd, "child.py")
+    with open(path, "w") as handle:
+        handle.write(code)
+    done = subprocess.run([sys.executable, path, *args], env=env, cwd=cwd, check=True,
+                          capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def compile_bytecode() -> None:
+    """Write .pyc files first, as a wheel install does (PYTHONDONTWRITEBYTECODE would otherwise
+    make every fresh interpreter recompile ascend and its dependencies from source)."""
+    import compileall
+    import importlib.util
+
+    for name in ("ascend", "cloudpickle", "fsspec", "pluggy", "click", "yaml", "platformdirs"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            for location in spec.submodule_search_locations:
+                compileall.compile_dir(location, quiet=1)
+
+
+def main() -> None:
+    compile_bytecode()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--size-mb", type=int, default=256)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_")}
+        env.update(ASCEND_CLOUD_PROVIDER="local", ASCEND_LOCAL_STORAGE_DIR=os.path.join(work, "jobs"),
+                   ASCEND_CONFIG_DIR=work)
+        bare = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            bare.append(time.perf_counter() - start)
+        pool = json.loads(run_child(POOL, [str(args.runs)], env, work))
+        ours = json.loads(run_child(TRIVIAL, [str(args.runs)], env, work))
+        b, p, o = (statistics.median(x) for x in (bare, pool, ours))
+        print(f"(a) trivial call, median of {args.runs} (python {sys.version.split()[0]})")
+        print(f"    python -c pass subprocess      {b * 1000:7.1f} ms")
+        print(f"    ProcessPoolExecutor(1), fresh  {p * 1000:7.1f} ms")
+        print(f"    @ascend local call             {o * 1000:7.1f} ms")
+        print(f"    ascend / bare subprocess: {o / b:.2f}x (target <= 2.5x); ascend / pool: {o / p:.2f}x")
+
+        size = str(args.size_mb)
+        results = {case: json.loads(run_child(CHILD, [case, size], env, work))
+                   for case in ("fsspec", "send", "receive")}
+        raw = results["fsspec"]["seconds"]
+        print(f"(b) {args.size_mb} MB payloads")
+        print(f"    fsspec write + read, same bytes {raw:6.2f} s")
+        for case in ("send", "receive"):
+            r = results[case]
+            growth = (r["rss_peak_mb"] - r["rss_before_mb"]) / args.size_mb
+            print(f"    {case:7s} {r['seconds']:6.2f} s = {r['seconds'] / raw:.2f}x fsspec "
+                  f"(target <= 1.5x); peak RSS growth {growth:.2f} x payload "
+                  f"(target <= {0.3 if case == 'send' else 1.3})")
+
+
+if __name__ == "__main__":
+    main()
