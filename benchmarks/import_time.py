@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from _common import compile_bytecode
+
 FORBIDDEN = ("kubernetes", "fsspec", "cloudpickle", "azure", "adlfs", "docker", "s3fs")
 CASES = {
     "bare interpreter": "pass",
@@ -32,19 +34,6 @@ def sample(code: str, env: dict[str, str], cwd: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True)
     return time.perf_counter() - start
-
-
-def compile_bytecode() -> None:
-    """Write .pyc files first, as a wheel install does (PYTHONDONTWRITEBYTECODE would otherwise
-    make every fresh interpreter recompile ascend and its dependencies from source)."""
-    import compileall
-    import importlib.util
-
-    for name in ("ascend", "cloudpickle", "fsspec", "pluggy", "click", "yaml", "platformdirs"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations:
-            for location in spec.submodule_search_locations:
-                compileall.compile_dir(location, quiet=1)
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from _common import compile_bytecode
+
 CHILD = r"""
 import json, os, resource, sys, time
 size = int(sys.argv[2]) * 1024 * 1024
@@ -104,22 +106,10 @@ def run_child(code: str, args: list[str], env: dict[str, str], cwd: str) -> str:
     path = os.path.join(cwd, "child.py")
     with open(path, "w") as handle:
         handle.write(code)
-    done = subprocess.run([sys.executable, path, *args], env=env, cwd=cwd, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, path, *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
+    )
     return done.stdout.strip().splitlines()[-1]
-
-
-def compile_bytecode() -> None:
-    """Write .pyc files first, as a wheel install does (PYTHONDONTWRITEBYTECODE would otherwise
-    make every fresh interpreter recompile ascend and its dependencies from source)."""
-    import compileall
-    import importlib.util
-
-    for name in ("ascend", "cloudpickle", "fsspec", "pluggy", "click", "yaml", "platformdirs"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations:
-            for location in spec.submodule_search_locations:
-                compileall.compile_dir(location, quiet=1)
 
 
 def main() -> None:
@@ -130,8 +120,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_")}
-        env.update(ASCEND_CLOUD_PROVIDER="local", ASCEND_LOCAL_STORAGE_DIR=os.path.join(work, "jobs"),
-                   ASCEND_CONFIG_DIR=work)
+        env.update(
+            ASCEND_CLOUD_PROVIDER="local",
+            ASCEND_LOCAL_STORAGE_DIR=os.path.join(work, "jobs"),
+            ASCEND_CONFIG_DIR=work,
+        )
         bare = []
         for _ in range(args.runs):
             start = time.perf_counter()
@@ -144,20 +137,26 @@ def main() -> None:
         print(f"    python -c pass subprocess      {b * 1000:7.1f} ms")
         print(f"    ProcessPoolExecutor(1), fresh  {p * 1000:7.1f} ms")
         print(f"    @ascend local call             {o * 1000:7.1f} ms")
-        print(f"    ascend / bare subprocess: {o / b:.2f}x (target <= 2.5x); ascend / pool: {o / p:.2f}x")
+        print(
+            f"    ascend / bare subprocess: {o / b:.2f}x (target <= 2.5x); ascend / pool: {o / p:.2f}x"
+        )
 
         size = str(args.size_mb)
-        results = {case: json.loads(run_child(CHILD, [case, size], env, work))
-                   for case in ("fsspec", "send", "receive")}
+        results = {
+            case: json.loads(run_child(CHILD, [case, size], env, work))
+            for case in ("fsspec", "send", "receive")
+        }
         raw = results["fsspec"]["seconds"]
         print(f"(b) {args.size_mb} MB payloads")
         print(f"    fsspec write + read, same bytes {raw:6.2f} s")
         for case in ("send", "receive"):
             r = results[case]
             growth = (r["rss_peak_mb"] - r["rss_before_mb"]) / args.size_mb
-            print(f"    {case:7s} {r['seconds']:6.2f} s = {r['seconds'] / raw:.2f}x fsspec "
-                  f"(target <= 1.5x); peak RSS growth {growth:.2f} x payload "
-                  f"(target <= {0.3 if case == 'send' else 1.3})")
+            print(
+                f"    {case:7s} {r['seconds']:6.2f} s = {r['seconds'] / raw:.2f}x fsspec "
+                f"(target <= 1.5x); peak RSS growth {growth:.2f} x payload "
+                f"(target <= {0.3 if case == 'send' else 1.3})"
+            )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -39,6 +39,7 @@ from ascend.plugins.types import NodeType, Provider, Setting
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, EntryPoint
 
+R = TypeVar("R")
 ENTRY_POINT_GROUP = PROJECT_NAME
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "ascend.plugins.core"),
@@ -351,47 +352,40 @@ class AscendPluginManager(pluggy.PluginManager):
                 items.append((item, impl.plugin_name))
         return items
 
-    def providers(self) -> dict[str, tuple[Provider, str]]:
-        """Every declared provider by name, with the plugin that declared it."""
-        found: dict[str, tuple[Provider, str]] = {}
-        for provider, plugin in self.collect("ascend_providers"):
-            if not isinstance(provider, Provider):
+    def named_records(
+        self, hook_name: str, record_type: type[R], what: str
+    ) -> dict[str, tuple[R, str]]:
+        """Records from a collecting hook by ``name``; a wrong type or a name declared twice is
+        an error naming the plugins."""
+        found: dict[str, tuple[R, str]] = {}
+        for record, plugin in self.collect(hook_name):
+            if not isinstance(record, record_type):
                 raise PluginError(
-                    f"plugin {self._label(plugin)} returned {provider!r} from ascend_providers; "
-                    "expected ascend.Provider records",
+                    f"plugin {self._label(plugin)} returned {record!r} from {hook_name}; "
+                    f"expected ascend.{record_type.__name__} records",
                     plugin=plugin,
                 )
-            if provider.name in found:
-                other = found[provider.name][1]
+            name = getattr(record, "name", None)
+            if not isinstance(name, str):  # pragma: no cover - every record type has a name
+                raise TypeError(f"{record_type.__name__} records need a name")
+            if name in found:
+                other = found[name][1]
                 raise PluginError(
-                    f"provider {provider.name!r} is declared by both {self._label(other)} and "
+                    f"{what} {name!r} is declared by both {self._label(other)} and "
                     f"{self._label(plugin)}",
                     plugin=plugin,
                     fix=f"disable one with ASCEND_DISABLED_PLUGINS={plugin}",
                 )
-            found[provider.name] = (provider, plugin)
+            found[name] = (record, plugin)
         return found
+
+    def providers(self) -> dict[str, tuple[Provider, str]]:
+        """Every declared provider by name, with the plugin that declared it."""
+        return self.named_records("ascend_providers", Provider, "provider")
 
     def node_types(self) -> dict[str, tuple[NodeType, str]]:
         """The node-type catalog, by name, with the plugin that declared each type."""
-        found: dict[str, tuple[NodeType, str]] = {}
-        for node_type, plugin in self.collect("ascend_node_types"):
-            if not isinstance(node_type, NodeType):
-                raise PluginError(
-                    f"plugin {self._label(plugin)} returned {node_type!r} from "
-                    "ascend_node_types; expected ascend NodeType records",
-                    plugin=plugin,
-                )
-            if node_type.name in found:
-                other = found[node_type.name][1]
-                raise PluginError(
-                    f"node type {node_type.name!r} is declared by both {self._label(other)} "
-                    f"and {self._label(plugin)}",
-                    plugin=plugin,
-                    fix=f"disable one with ASCEND_DISABLED_PLUGINS={plugin}",
-                )
-            found[node_type.name] = (node_type, plugin)
-        return found
+        return self.named_records("ascend_node_types", NodeType, "node type")
 
     def settings(self) -> dict[str, tuple[Setting, str]]:
         """Every declared setting by key, with the plugin that declared it."""

@@ -46,6 +46,29 @@ def normalize_path(path: str) -> str:
 class CloudStorage(ABC):
     """Object storage for job packages, metadata, logs and results."""
 
+    #: Exceptions of the underlying client that mean "the operation failed" (not a bug).
+    failure_types: tuple[type[BaseException], ...] = (OSError,)
+
+    @contextmanager
+    def _errors(self, path: str, action: str) -> Iterator[None]:
+        """Turn the client's errors into typed storage errors that name the object."""
+        from ascend.errors import StorageError, StorageNotFoundError
+
+        try:
+            yield
+        except StorageError:
+            raise
+        except FileNotFoundError as error:
+            raise StorageNotFoundError(
+                f"{self.storage_uri(path)} does not exist",
+                fix="check the path; 'ascend jobs list' shows existing jobs",
+            ) from error
+        except self.failure_types as error:
+            raise StorageError(
+                f"could not {action} {self.storage_uri(path)}: {type(error).__name__}: {error}",
+                fix="check that the storage is reachable and that you may " + action + " there",
+            ) from error
+
     @abstractmethod
     def get_filesystem(self) -> fsspec.AbstractFileSystem:
         """The configured fsspec filesystem (for code that needs fsspec directly)."""

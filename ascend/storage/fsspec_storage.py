@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
-from ascend.errors import ConfigError, StorageError, StorageNotFoundError
+from ascend.errors import ConfigError
 from ascend.storage.base import CloudStorage, normalize_path
 from ascend.storage.local_files import PARTIAL_MARK, AtomicWriter, atomic_file_writer
 
@@ -25,6 +23,8 @@ class FsspecStorage(CloudStorage):
     :param url: the root URL; the scheme picks the fsspec backend.
     :param storage_options: passed to the fsspec filesystem (``endpoint_url``, credentials...).
     """
+
+    failure_types = (OSError, ValueError, RuntimeError)
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         if not isinstance(url, str) or not url.strip():
@@ -77,25 +77,6 @@ class FsspecStorage(CloudStorage):
     @property
     def _is_memory(self) -> bool:
         return self._protocol == "memory"
-
-    # -- errors ------------------------------------------------------------------------------
-
-    @contextmanager
-    def _errors(self, path: str, action: str) -> Iterator[None]:
-        try:
-            yield
-        except StorageError:
-            raise
-        except FileNotFoundError as error:
-            raise StorageNotFoundError(
-                f"{self.storage_uri(path)} does not exist",
-                fix="check the path; 'ascend jobs list' shows existing jobs",
-            ) from error
-        except (OSError, ValueError, RuntimeError) as error:
-            raise StorageError(
-                f"could not {action} {self.storage_uri(path)}: {type(error).__name__}: {error}",
-                fix="check that the storage is reachable and that your credentials may " + action,
-            ) from error
 
     # -- primitives --------------------------------------------------------------------------
 

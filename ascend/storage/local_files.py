@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
-from ascend.errors import StorageError, StorageNotFoundError
+from ascend.errors import StorageError
 from ascend.storage.base import CloudStorage, normalize_path
 
 if TYPE_CHECKING:
@@ -129,23 +127,6 @@ class LocalFileStorage(CloudStorage):
 
     def local_path(self, path: str) -> str | None:
         return self._full(path)
-
-    @contextmanager
-    def _errors(self, path: str, action: str) -> Iterator[None]:
-        try:
-            yield
-        except StorageError:
-            raise
-        except FileNotFoundError as error:
-            raise StorageNotFoundError(
-                f"{self.storage_uri(path)} does not exist",
-                fix="check the path; 'ascend jobs list' shows existing jobs",
-            ) from error
-        except OSError as error:
-            raise StorageError(
-                f"could not {action} {self.storage_uri(path)}: {error}",
-                fix="check the directory exists and that you may " + action + " there",
-            ) from error
 
     def open(self, path: str, mode: str = "rb") -> IO[bytes]:
         full = self._full(path)
