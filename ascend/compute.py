@@ -75,6 +75,11 @@ class ComputeBackend(ABC):
     def cancel(self, handle: str) -> None:
         """Stop the job and everything it started; cancelling a finished job is a no-op."""
 
+    def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
+        """The handle of a job submitted elsewhere (``attach``), from its merged record."""
+        handle = (record.get("compute") or {}).get("handle")
+        return str(handle) if handle else job_id
+
     def status(self, handle: str) -> JobStatus:
         """The job's state now, without blocking."""
         return self.wait(handle, timeout=0)

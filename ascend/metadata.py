@@ -1,8 +1,18 @@
-"""``metadata.json``: one job's record, written by the client and updated by the runner.
+"""A job's record: who ran what, with which resources, and how it ended.
 
-Status moves queued -> running -> succeeded | failed | cancelled and never leaves a final
-state, so whichever side writes last cannot undo the other's verdict (a runner finishing after
-the client cancelled keeps the job cancelled). Standard library only: the runner uses it.
+Each file of the record has exactly one writer, so no update can be lost to a race between
+the client and the runner (object stores have no compare-and-swap):
+
+- ``metadata.json``: the client, once, at submission (function, user, resources, versions,
+  git); status ``queued``.
+- ``status.json``: the runner, which owns the job's life: ``running``, then ``succeeded`` or
+  ``failed`` with the failure's reason, times and exit code. It is right even when the client
+  died.
+- ``verdict.json``: the client, only when it had to stop the job itself (cancelled, or killed
+  after its deadline).
+
+:func:`read` merges them into one view. A verdict counts unless the runner had already
+finished before it. Standard library only: the runner uses this module.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 METADATA_FILE = "metadata.json"
+STATUS_FILE = "status.json"
+VERDICT_FILE = "verdict.json"
 PACKAGE_FILE = "package.pkl"
 RESULT_FILE = "result.pkl"
 LOG_FILE = "logs.txt"
@@ -29,12 +41,11 @@ LOG_FILE = "logs.txt"
 class _Storage(Protocol):
     def read(self, path: str) -> bytes: ...
     def write(self, path: str, data: bytes, overwrite: bool = True) -> str: ...
-    def exists(self, path: str) -> bool: ...
 
 
 def now() -> str:
-    """UTC timestamp in ISO 8601 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """UTC timestamp in ISO 8601 (microseconds: it orders the client's and runner's writes)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def job_prefix(user: str, job_id: str) -> str:
@@ -42,51 +53,58 @@ def job_prefix(user: str, job_id: str) -> str:
     return posixpath.join("users", user, "jobs", job_id)
 
 
-def read(storage: _Storage, prefix: str) -> dict[str, Any]:
-    data = json.loads(storage.read(posixpath.join(prefix, METADATA_FILE)))
+def _read_json(storage: _Storage, path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(storage.read(path))
+    except FileNotFoundError:
+        return None
     if not isinstance(data, dict):
-        raise ValueError("metadata.json does not hold an object")
+        raise ValueError(f"{path} does not hold a JSON object")
     return data
 
 
-def write(storage: _Storage, prefix: str, record: dict[str, Any]) -> None:
-    record["updated_at"] = now()
-    storage.write(posixpath.join(prefix, METADATA_FILE), json.dumps(record, indent=2).encode())
+def _write_json(storage: _Storage, path: str, record: dict[str, Any]) -> None:
+    storage.write(path, json.dumps(record, indent=2).encode())
 
 
-def update(
-    storage: _Storage, prefix: str, status: str | None = None, **fields: Any
-) -> dict[str, Any]:
-    """Merge ``fields`` (dicts merge one level deep) and move to ``status`` if allowed.
-
-    A final status is never replaced; the other fields are still recorded.
-    """
-    try:
-        record = read(storage, prefix)
-    except FileNotFoundError:
-        record = {"status": QUEUED}
-    final = record.get("status") in FINAL
-    for key, value in fields.items():
-        if final and key == "failure" and record.get("failure"):
-            continue  # the verdict and its reason stay together
-        if isinstance(value, dict) and isinstance(record.get(key), dict):
-            record[key] = {**record[key], **value}
-        else:
-            record[key] = value
-    if status is not None and record.get("status") not in FINAL:
-        record["status"] = status
-        if status == RUNNING:
-            record.setdefault("started_at", now())
-        if status in FINAL:
-            record["finished_at"] = now()
-            started = record.get("started_at")
-            if isinstance(started, str):
-                record["duration_seconds"] = round(_elapsed(started), 3)
-    write(storage, prefix, record)
-    return record
+def write_record(storage: _Storage, prefix: str, record: dict[str, Any]) -> None:
+    """The client's record, written at submission."""
+    _write_json(storage, posixpath.join(prefix, METADATA_FILE), record)
 
 
-def _elapsed(started: str) -> float:
+def write_status(storage: _Storage, prefix: str, status: dict[str, Any]) -> None:
+    """The runner's view of the job, rewritten whole each time (its only writer)."""
+    status["updated_at"] = now()
+    _write_json(storage, posixpath.join(prefix, STATUS_FILE), status)
+
+
+def write_verdict(storage: _Storage, prefix: str, status: str, reason: str, message: str) -> None:
+    """The client stopped the job: record why (``cancelled``, or ``failed`` past deadline)."""
+    verdict = {"status": status, "at": now(), "failure": {"reason": reason, "message": message}}
+    _write_json(storage, posixpath.join(prefix, VERDICT_FILE), verdict)
+
+
+def read(storage: _Storage, prefix: str) -> dict[str, Any]:
+    """The merged record. Raises ``FileNotFoundError`` when the job does not exist."""
+    record = _read_json(storage, posixpath.join(prefix, METADATA_FILE))
+    if record is None:
+        raise FileNotFoundError(posixpath.join(prefix, METADATA_FILE))
+    status = _read_json(storage, posixpath.join(prefix, STATUS_FILE)) or {}
+    verdict = _read_json(storage, posixpath.join(prefix, VERDICT_FILE))
+    merged = {**record, **status}
+    if verdict is not None:
+        runner_done_first = status.get("status") in FINAL and str(
+            status.get("finished_at", "")
+        ) < str(verdict.get("at", ""))
+        if not runner_done_first:
+            merged["status"] = verdict["status"]
+            merged["failure"] = verdict.get("failure")
+            merged.setdefault("finished_at", verdict.get("at"))
+    return merged
+
+
+def elapsed_seconds(started: str) -> float:
+    """Seconds since an ISO timestamp written by :func:`now`."""
     try:
         begin = datetime.fromisoformat(started)
     except ValueError:

@@ -75,7 +75,9 @@ class _OutputTee:
                 reconfigure(line_buffering=True)
 
     def _pump(self, read_end: int, out: int) -> None:
+        """Forward raw bytes live; log whole lines, so stdout and stderr never split a line."""
         alive = True
+        pending = b""
         while True:
             try:
                 chunk = os.read(read_end, 65536)
@@ -83,15 +85,25 @@ class _OutputTee:
                 break
             if not chunk:
                 break
-            with self.lock:
-                self.log.write(chunk)
-                self.size += len(chunk)
             if alive:
                 try:
                     os.write(out, chunk)
                 except OSError:
                     alive = False  # the reader is gone; keep logging
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1
+            if cut == 0 and len(pending) < 65536:
+                continue  # wait for the end of the line
+            complete, pending = (pending[:cut], pending[cut:]) if cut else (pending, b"")
+            self._log(complete)
+        if pending:
+            self._log(pending if pending.endswith(b"\n") else pending + b"\n")
         os.close(read_end)
+
+    def _log(self, data: bytes) -> None:
+        with self.lock:
+            self.log.write(data)
+            self.size += len(data)
 
     def close(self, wait: float = 2.0) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -134,16 +146,35 @@ class Runner:
         self._uploaded = 0
         self._upload_lock = threading.Lock()
         self._done = threading.Event()
+        self._status: dict[str, Any] = {}
+        self._status_lock = threading.Lock()
 
     # -- records -----------------------------------------------------------------------------
 
-    def _metadata(self, status: str | None = None, **fields: Any) -> None:
+    def _metadata(self, status: str, **fields: Any) -> None:
+        """Record the job's state in status.json, of which the runner is the only writer.
+
+        A final state is recorded once: the watchdog and the main thread cannot both win.
+        """
         from ascend import metadata
 
-        try:
-            metadata.update(self.store, "", status, **fields)
-        except Exception as error:  # the record is best effort; the result is what matters
-            print(f"ascend runner: could not update metadata: {error}", file=sys.__stderr__)
+        with self._status_lock:
+            record = self._status
+            if record.get("status") in metadata.FINAL:
+                return
+            record.update(fields)
+            record["status"] = status
+            if status == metadata.RUNNING:
+                record.setdefault("started_at", metadata.now())
+            if status in metadata.FINAL:
+                record["finished_at"] = metadata.now()
+                started = record.get("started_at")
+                if isinstance(started, str):
+                    record["duration_seconds"] = round(metadata.elapsed_seconds(started), 3)
+            try:
+                metadata.write_status(self.store, "", record)
+            except Exception as error:  # the record is best effort; the result is what matters
+                print(f"ascend runner: could not record the status: {error}", file=sys.__stderr__)
 
     def upload_logs(self) -> None:
         with self._upload_lock:
@@ -177,7 +208,12 @@ class Runner:
             self._start_watchdog(self.timeout)
         self._metadata(
             "running",
-            runner={"pid": os.getpid(), "host": socket.gethostname(), **wire.versions()},
+            runner={
+                "pid": os.getpid(),
+                "start_ticks": process_start_ticks(os.getpid()),
+                "host": socket.gethostname(),
+                **wire.versions(),
+            },
         )
         try:
             try:
@@ -197,6 +233,10 @@ class Runner:
                 value = _call(fn, args, kwargs)
             except MemoryError as error:
                 return self._out_of_memory(error)
+            except _Terminated:
+                raise
+            except (SystemExit, KeyboardInterrupt) as error:
+                return self._failed(_exit_error(error))
             except Exception as error:
                 return self._failed(error)
             del fn, args, kwargs
@@ -327,6 +367,39 @@ class Runner:
             pass
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot): with its pid, names one process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _exit_error(error: BaseException) -> BaseException:
+    """``sys.exit()`` or ``KeyboardInterrupt`` inside the function: report it, never re-raise
+    it in the caller (which would exit or interrupt the caller's program)."""
+    from ascend.errors import RemoteError
+
+    if isinstance(error, SystemExit):
+        message = (
+            f"the function called sys.exit({error.code!r}) instead of returning; return a "
+            "value or raise an exception"
+        )
+    else:
+        message = "the function was interrupted (KeyboardInterrupt)"
+    return RemoteError(type(error).__name__, message, _user_traceback(error))
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The exception's traceback from the user's code on, without the runner's own frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    error.__traceback__ = tb
+    return "".join(traceback.format_exception(error))
+
+
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
@@ -343,11 +416,7 @@ def _travelling_exception(error: BaseException) -> BaseException:
     from ascend import wire
     from ascend.errors import RemoteError
 
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
-        tb = tb.tb_next  # drop the runner's own frames: the user's code starts after them
-    error.__traceback__ = tb
-    remote = "".join(traceback.format_exception(error))
+    remote = _user_traceback(error)
     try:
         error.add_note("Remote traceback (from the Ascend job):\n" + remote.rstrip())
     except Exception:  # pragma: no cover - exceptions that refuse attributes

@@ -104,11 +104,12 @@ class JobHandle:
         status = self._backend.compute.wait(self._handle, timeout=0)
         if status.finished:
             return
-        metadata.update(
+        metadata.write_verdict(
             self._backend.storage,
             self._prefix,
             metadata.CANCELLED,
-            failure={"reason": "Cancelled", "message": "cancelled by the caller"},
+            "Cancelled",
+            "cancelled by the caller",
         )
         self._backend.compute.cancel(self._handle)
 
@@ -149,6 +150,16 @@ class JobHandle:
         outcome = self._read_outcome()
         if outcome is not None:
             return outcome
+        if status.state == TIMED_OUT:
+            record = self.metadata()
+            if record.get("status") not in metadata.FINAL:  # the runner could not say so itself
+                metadata.write_verdict(
+                    self._backend.storage,
+                    self._prefix,
+                    metadata.FAILED,
+                    "DeadlineExceeded",
+                    "stopped by the client after the timeout",
+                )
         return "exception", self._no_result_error(status)
 
     def _read_outcome(self) -> tuple[str, Any] | None:
@@ -163,7 +174,7 @@ class JobHandle:
             ) as (file, envelope):
                 wire.check_versions(envelope, what)
                 kind, value = wire.load_outcome(file, envelope)
-        except (FileNotFoundError, StorageNotFoundError):
+        except FileNotFoundError:
             return None
         if kind == "exception" and isinstance(value, BaseException):
             value.__traceback__ = None
@@ -175,7 +186,7 @@ class JobHandle:
         record: dict[str, Any] = {}
         try:
             record = self.metadata()
-        except (StorageNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError):
             pass
         failure = record.get("failure") or {}
         reason = failure.get("reason") or status.reason
@@ -199,8 +210,9 @@ class JobHandle:
                 fix="raise timeout= in @ascend(...), or make the function faster",
             )
         tail = "\n".join(evidence["last_log_lines"])
+        cause = evidence["message"] or reason or f"the runner exited with code {status.exit_code}"
         return JobFailedError(
-            f"job {self.job_id} ended without a result: {evidence['message'] or reason}"
+            f"job {self.job_id} ended without a result: {cause}"
             + (f"\nlast output:\n{tail}" if tail else ""),
             job_id=self.job_id,
             evidence=evidence,
@@ -271,18 +283,17 @@ def submit(
         "git": git.as_metadata() if git is not None else None,
         "client": {"host": socket.gethostname(), "pid": os.getpid()},
     }
-    metadata.write(storage, prefix, record)
+    metadata.write_record(storage, prefix, record)
     try:
         handle = compute.submit(request)
     except BaseException as error:
-        metadata.update(
-            storage,
-            prefix,
-            metadata.FAILED,
-            failure={"reason": "SubmitFailed", "message": str(error)},
+        record.update(
+            status=metadata.FAILED, failure={"reason": "SubmitFailed", "message": str(error)}
         )
+        metadata.write_record(storage, prefix, record)
         raise
-    metadata.update(storage, prefix, compute={"backend": compute.name, "handle": handle})
+    record["compute"] = {"backend": compute.name, "handle": handle}
+    metadata.write_record(storage, prefix, record)  # the client is this file's only writer
     return JobHandle(job_id, backend, prefix, handle, function)
 
 
@@ -296,13 +307,13 @@ def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
     prefix = metadata.job_prefix(parts.user, job_id)
     try:
         record = metadata.read(backend.storage, prefix)
-    except StorageNotFoundError:
+    except FileNotFoundError:
         raise AscendError(
             f"job {job_id} is not in {backend.storage.storage_uri()}",
             fix="check cloud_provider and storage settings: jobs are found in the storage "
             "they were submitted to",
         ) from None
-    handle = str((record.get("compute") or {}).get("handle") or job_id)
+    handle = backend.compute.handle_for(job_id, record)
     return JobHandle(job_id, backend, prefix, handle, str(record.get("function", "?")))
 
 

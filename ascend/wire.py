@@ -275,7 +275,7 @@ def dump_package(
 def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
     try:
         pickler.dump(value)
-    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as error:
+    except Exception as error:  # whatever __reduce__ raises, the culprit gets named
         raise SerializationError(
             f"{name} cannot be pickled: {type(error).__name__}: {error}",
             fix="pass plain data (numbers, strings, lists, dicts, arrays, dataclasses) or "

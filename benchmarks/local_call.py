@@ -11,6 +11,10 @@ ratio against a baseline measured in the same run:
     and how much the caller's peak RSS grows beyond what it already holds, as a fraction of the
     payload (targets: <= 0.3 sending, since the upload streams; <= 1.3 receiving).
 
+(c) with ``--lithops-python PATH`` (a Python whose environment has ``pip install lithops``;
+    Lithops pins its own dependencies, so keep it in its own virtualenv), the same trivial call
+    and the same payloads through Lithops' localhost executor, as the peer to beat.
+
 Peak RSS is measured in a fresh child process per case (``ru_maxrss``), so cases do not mask
 each other.
 """
@@ -102,14 +106,84 @@ if __name__ == "__main__":
 """
 
 
-def run_child(code: str, args: list[str], env: dict[str, str], cwd: str) -> str:
+LITHOPS = r"""
+import json, logging, os, resource, statistics, sys, time
+import lithops
+logging.disable(logging.CRITICAL)
+case, size, runs = sys.argv[1], int(sys.argv[2]) * 1024 * 1024, int(sys.argv[3])
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def add(a, b):
+    return a + b
+def length(data):
+    return len(data)
+def produce(n):
+    return bytes(n)
+fexec = lithops.FunctionExecutor(backend="localhost", storage="localhost", log_level=None)
+fexec.call_async(add, (1, 2)); fexec.get_result()
+if case == "trivial":
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter(); fexec.call_async(add, (1, 2)); fexec.get_result()
+        samples.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": statistics.median(samples)}))
+else:
+    payload = os.urandom(size) if case == "send" else None
+    before = rss_mb()
+    start = time.perf_counter()
+    if case == "send":
+        fexec.call_async(length, (payload,)); assert fexec.get_result() == size
+    else:
+        fexec.call_async(produce, (size,)); assert len(fexec.get_result()) == size
+    print(json.dumps({"seconds": time.perf_counter() - start, "rss_before_mb": before,
+                      "rss_peak_mb": rss_mb()}))
+"""
+
+
+def run_child(
+    code: str, args: list[str], env: dict[str, str], cwd: str, python: str = sys.executable
+) -> str:
     path = os.path.join(cwd, "child.py")
     with open(path, "w") as handle:
         handle.write(code)
     done = subprocess.run(
-        [sys.executable, path, *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
+        [python, path, *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+def lithops_peer(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    work: str,
+    ours: float,
+    results: dict[str, dict[str, float]],
+) -> None:
+    lithops_env = dict(env)
+    # Lithops' localhost backend starts `python` from PATH: make it the one with lithops.
+    lithops_env["PATH"] = os.path.dirname(args.lithops_python) + os.pathsep + env["PATH"]
+    peer = {
+        case: json.loads(
+            run_child(
+                LITHOPS,
+                [case, str(args.size_mb), str(args.runs)],
+                lithops_env,
+                work,
+                args.lithops_python,
+            )
+        )
+        for case in ("trivial", "send", "receive")
+    }
+    print("(c) Lithops localhost executor, same run")
+    trivial = peer["trivial"]["seconds"]
+    print(f"    trivial call {trivial * 1000:7.1f} ms = {trivial / ours:.2f}x ascend's")
+    for case in ("send", "receive"):
+        r = peer[case]
+        growth = (r["rss_peak_mb"] - r["rss_before_mb"]) / args.size_mb
+        print(
+            f"    {case:7s} {r['seconds']:6.2f} s = {r['seconds'] / results[case]['seconds']:.2f}x "
+            f"ascend's; peak RSS growth {growth:.2f} x payload"
+        )
 
 
 def main() -> None:
@@ -117,6 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--lithops-python", help="a Python with lithops installed (part c)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_")}
@@ -157,6 +232,8 @@ def main() -> None:
                 f"(target <= 1.5x); peak RSS growth {growth:.2f} x payload "
                 f"(target <= {0.3 if case == 'send' else 1.3})"
             )
+        if args.lithops_python:
+            lithops_peer(args, env, work, o, results)
 
 
 if __name__ == "__main__":

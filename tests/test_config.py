@@ -576,7 +576,8 @@ def test_unknown_provider_lists_installed_ones(ascend_pm, project_file):
     error = config.provider_error
     assert isinstance(error, ProviderError)
     assert (
-        error.message == "cloud_provider 'azrue' is not installed (installed providers: kubernetes, local)"
+        error.message
+        == "cloud_provider 'azrue' is not installed (installed providers: kubernetes, local)"
     )
 
 

@@ -26,7 +26,7 @@ SPECS = {
 
 
 def spec_options(function):
-    return getattr(function, "ascend_spec")
+    return function.ascend_spec
 
 
 def test_every_required_hook_exists() -> None:
@@ -118,4 +118,4 @@ def test_public_api_is_importable_from_the_package() -> None:
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ascend.nope  # noqa: B018
+        ascend.nope

@@ -33,6 +33,7 @@ from ascend.compute import (
 )
 from ascend.errors import ComputeError
 from ascend.quantities import memory_bytes
+from ascend.runner import process_start_ticks
 
 GRACE_SECONDS = 5.0
 EXIT_DEADLINE = 7  # ascend.runner.EXIT_DEADLINE (not imported: the runner module is for pods)
@@ -89,6 +90,75 @@ def unmet_requirements(requirements: tuple[str, ...]) -> list[str]:
     return unmet
 
 
+def _base_env() -> dict[str, str]:
+    import ascend
+
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(ascend.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class _SparePool:
+    """One warm runner per interpreter path, shared by every LocalCompute in the process.
+
+    A spare has imported what a job needs and waits on stdin; it exits when stdin closes, so
+    it never outlives this process.
+    """
+
+    def __init__(self) -> None:
+        self._spares: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def spawn(self, python: str) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                [python, "-m", "ascend.runner", "--wait-for-job"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_base_env(),
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise ComputeError(
+                f"could not start the runner with {python}: {error}",
+                fix="check that this Python interpreter still exists and can run",
+            ) from error
+
+    def take(self, python: str) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            return self._spares.pop(python, None)
+
+    def replenish(self, python: str) -> None:
+        spare = self.spawn(python)
+        with self._lock:
+            previous = self._spares.get(python)
+            self._spares[python] = spare
+        if previous is not None:
+            _release(previous)
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
+            _release(spare)
+
+
+def _release(spare: subprocess.Popen[bytes]) -> None:
+    try:
+        if spare.stdin is not None:
+            spare.stdin.close()  # EOF: the spare exits
+        spare.wait(2)
+    except (OSError, subprocess.TimeoutExpired):
+        spare.kill()
+
+
+SPARES = _SparePool()
+
+
 class LocalCompute(ComputeBackend):
     """Runs each job as a child process of this Python, in its own process group."""
 
@@ -99,52 +169,12 @@ class LocalCompute(ComputeBackend):
         self.warm_start = warm_start
         self._jobs: dict[str, _LocalJob] = {}
         self._lock = threading.Lock()
-        self._spare: subprocess.Popen[bytes] | None = None
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        """Let the spare runner go (it exits when its stdin closes)."""
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.stdin is not None:
-            try:
-                spare.stdin.close()
-                spare.wait(2)
-            except (OSError, subprocess.TimeoutExpired):
-                spare.kill()
-
-    def _base_env(self) -> dict[str, str]:
-        import ascend
-
-        env = dict(os.environ)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ascend.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        """Start a runner that imports what it needs, then waits on stdin for its job."""
-        try:
-            return subprocess.Popen(
-                [self.python, "-m", "ascend.runner", "--wait-for-job"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._base_env(),
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise ComputeError(
-                f"could not start the runner with {self.python}: {error}",
-                fix="check that this Python interpreter still exists and can run",
-            ) from error
 
     def _start(self, message: bytes) -> subprocess.Popen[bytes]:
         """Hand the job to the warm spare (or a new runner) and keep a new spare ready."""
-        with self._lock:
-            candidates = [self._spare] if self._spare is not None else []
-            self._spare = None
-        for process in [*candidates, None]:
-            process = process or self._spawn()
+        spare = SPARES.take(self.python) if self.warm_start else None
+        for process in [spare, None]:
+            process = process or SPARES.spawn(self.python)
             if process.poll() is not None:
                 continue
             try:
@@ -154,13 +184,19 @@ class LocalCompute(ComputeBackend):
             except OSError:
                 continue
             if self.warm_start:
-                with self._lock:
-                    self._spare = self._spawn()
+                SPARES.replenish(self.python)
             return process
         raise ComputeError(
             "the runner exited before it received its job",
             fix="run 'python -m ascend.runner' to see why it cannot start",
         )
+
+    def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
+        if (record.get("compute") or {}).get("handle"):
+            return super().handle_for(job_id, record)
+        runner = record.get("runner") or {}
+        pid, ticks = runner.get("pid"), runner.get("start_ticks")
+        return f"{job_id}@{pid}:{ticks}" if pid else job_id
 
     def check(self, request: JobRequest) -> None:
         memory_bytes(request.memory)
@@ -174,7 +210,7 @@ class LocalCompute(ComputeBackend):
             )
 
     def submit(self, request: JobRequest) -> str:
-        env = self._base_env()
+        env = _base_env()
         env.update(request.env)
         env.update(
             ASCEND_PACKAGE_URI=request.package_uri,
@@ -193,7 +229,7 @@ class LocalCompute(ComputeBackend):
             thread = threading.Thread(target=_forward, args=(source, shown), daemon=True)
             thread.start()
             job.forwarders.append(thread)
-        handle = f"{request.job_id}@{process.pid}"
+        handle = f"{request.job_id}@{process.pid}:{process_start_ticks(process.pid)}"
         with self._lock:
             self._jobs[handle] = job
         return handle
@@ -286,25 +322,22 @@ class LocalCompute(ComputeBackend):
 
 def _pid_of(handle: str) -> int | None:
     try:
-        return int(handle.rsplit("@", 1)[1])
+        return int(handle.rsplit("@", 1)[1].split(":")[0])
     except (IndexError, ValueError):
         return None
 
 
 def _is_our_runner(pid: int, handle: str) -> bool:
-    """Whether ``pid`` is alive and is the runner of this job (pids get reused)."""
-    job_id = handle.rsplit("@", 1)[0]
+    """Whether ``pid`` still is the runner named by ``handle`` (pids get reused)."""
+    recorded = handle.rsplit(":", 1)[1] if ":" in handle.rsplit("@", 1)[-1] else "None"
+    current = process_start_ticks(pid)
+    if current is not None and recorded != "None":
+        return str(current) == recorded
     try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return f"ASCEND_JOB_ID={job_id}".encode() in environ.read().split(b"\0")
-    except FileNotFoundError:
-        return False
+        os.kill(pid, 0)  # no /proc (macOS): liveness is all we can tell
+        return True
     except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
+        return False
 
 
 def _kill_group(pid: int) -> None:
