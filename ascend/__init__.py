@@ -30,11 +30,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         GitDirtyError,
         GitError,
         ImageBuildError,
+        ImagePullError,
         IntegrityError,
         InvalidJobIdError,
         InvalidStoragePathError,
         JobCancelledError,
         JobError,
+        JobEvictedError,
         JobFailedError,
         JobTimeoutError,
         NoBackendError,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         StorageError,
         StorageExistsError,
         StorageNotFoundError,
+        UnschedulableError,
         VersionMismatchError,
     )
     from ascend.images import ImageBuilder, ImageSpec
@@ -110,6 +113,9 @@ _EXPORTS = {
             "OutOfMemoryError",
             "JobCancelledError",
             "JobFailedError",
+            "ImagePullError",
+            "UnschedulableError",
+            "JobEvictedError",
             "RemoteError",
         )
     },

@@ -30,6 +30,7 @@ class JobRequest:
     timeout: int = 3600
     node_type: str | None = None
     stream_logs: bool = True
+    retries: int = 0
     requirements: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)

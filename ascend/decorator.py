@@ -38,6 +38,7 @@ def validate_options(
     git_check: bool | None,
     base_image: str | None,
     env: Mapping[str, str] | None,
+    retries: int = 0,
 ) -> CallOptions:
     """Check every option and return them frozen; errors name the parameter and the fix."""
     from ascend.quantities import cpu_cores, memory_bytes
@@ -60,6 +61,13 @@ def validate_options(
             timeout,
             "must be a positive whole number of seconds",
             "for example timeout=3600 (one hour)",
+        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise _invalid(
+            "retries",
+            retries,
+            "must be a whole number, 0 or more",
+            "retries=2 re-runs the function at most twice after it fails",
         )
     for name, flag in (("stream_logs", stream_logs), ("project", project)):
         if not isinstance(flag, bool):
@@ -132,6 +140,7 @@ def validate_options(
         git_check=git_check,
         base_image=base_image,
         env=environment,
+        retries=retries,
     )
 
 
@@ -193,6 +202,7 @@ def ascend(
     git_check: bool | None = ...,
     base_image: str | None = ...,
     env: Mapping[str, str] | None = ...,
+    retries: int = ...,
 ) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
 
 
@@ -210,6 +220,7 @@ def ascend(
     git_check: bool | None = None,
     base_image: str | None = None,
     env: Mapping[str, str] | None = None,
+    retries: int = 0,
 ) -> Any:
     """Run the decorated function remotely; see the README's decorator reference.
 
@@ -224,6 +235,8 @@ def ascend(
     :param git_check: refuse to run from a dirty git tree (None: the ``git_check`` setting).
     :param base_image: the image to build on or run.
     :param env: extra environment variables for the job (no secrets: use your provider's).
+    :param retries: run again at most this many times after a failure (Kubernetes providers);
+        preemption and eviction do not count. The default 0 never re-runs the function.
     """
     options = validate_options(
         cpu=cpu,
@@ -236,6 +249,7 @@ def ascend(
         git_check=git_check,
         base_image=base_image,
         env=env,
+        retries=retries,
     )
 
     def decorate(function: Callable[P, R]) -> RemoteFunction[P, R]:

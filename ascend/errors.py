@@ -212,6 +212,18 @@ class JobCancelledError(JobError):
     """The job was cancelled (``handle.cancel()``, Ctrl-C, or ``ascend jobs cancel``)."""
 
 
+class ImagePullError(JobError):
+    """The job's image could not be pulled (missing, misspelled, or no access)."""
+
+
+class UnschedulableError(JobError):
+    """No node can take the job (not enough CPU, memory or GPUs, or no matching node pool)."""
+
+
+class JobEvictedError(JobError):
+    """The job's pod was evicted or preempted by the cluster."""
+
+
 class JobFailedError(JobError):
     """The job ended without writing a result (the runner crashed or was killed)."""
 

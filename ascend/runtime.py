@@ -40,6 +40,7 @@ class CallOptions:
     memory: str = "2Gi"
     timeout: int = 3600
     stream_logs: bool = True
+    retries: int = 0
     requirements: tuple[str, ...] | None = None
     node_type: str | None = None
     project: bool = False
@@ -142,6 +143,19 @@ class JobHandle:
         except KeyboardInterrupt:
             self.cancel()
             raise
+        except JobError as error:  # the backend saw the job cannot finish: record why
+            error.job_id = error.job_id or self.job_id
+            try:
+                metadata.write_verdict(
+                    self._backend.storage,
+                    self._prefix,
+                    metadata.FAILED,
+                    str(error.evidence.get("reason") or type(error).__name__),
+                    error.message,
+                )
+            except Exception:  # the error itself matters more than its record
+                pass
+            return "exception", error
         if status.state == RUNNING:
             raise TimeoutError(
                 f"job {self.job_id} is still running after {timeout:g} s; it keeps running "
@@ -254,9 +268,11 @@ def submit(
         timeout=options.timeout,
         node_type=options.node_type,
         stream_logs=options.stream_logs,
+        retries=options.retries,
         requirements=tuple(options.requirements or ()),
         env=dict(options.env),
         labels={"user": user, "project": sanitize_name(project, PROJECT_MAX)},
+        extra={"project_scoped": options.project},
     )
     compute = backend.compute
     compute.check(request)

@@ -133,8 +133,10 @@ def test_missing_parts_raise_typed_errors_with_a_fix(ascend_pm, monkeypatch) -> 
     with pytest.raises(BackendNotAvailableError) as caught:
         backend.registry
     assert "registry_url" in str(caught.value)
-    with pytest.raises(BackendNotAvailableError):
-        backend.compute
+    from ascend.kubernetes.compute import KubernetesCompute
+
+    assert isinstance(backend.compute, KubernetesCompute)  # the built-in, trylast
+    assert backend.answered_by["ascend_compute"] == "kubernetes-compute"
 
 
 def test_partial_registry_plugin_replaces_the_registry_and_nothing_else(

@@ -79,8 +79,8 @@ def test_plugins_json_lists_plugins_and_answers(ascend_cli, register_plugin, mon
     assert report["cloud_provider"] == "acme"
     assert report["backend"]["ascend_storage"]["plugin"] == "acme-cloud"
     assert report["backend"]["ascend_registry_url"]["plugin"] == "inhouse-registry"
-    assert report["backend"]["ascend_compute"]["plugin"] is None
-    assert "compute" in report["backend"]["ascend_compute"]["error"]
+    # acme brings no compute, so the built-in Kubernetes compute (trylast) answers
+    assert report["backend"]["ascend_compute"] == {"plugin": "kubernetes-compute", "error": None}
     assert [p["name"] for p in report["providers"]] == ["acme", "kubernetes", "local"]
 
 

@@ -61,8 +61,23 @@ def show_json(ascend_cli: Any) -> dict[str, Any]:
 # -- config show --json -------------------------------------------------------------------------
 
 
+EXPECTED_KEYS = (
+    "acme.region",
+    "acme.token",
+    "cloud_provider",
+    "registry_url",
+    "storage_options",
+    "username",
+    "project",
+    "git_check",
+    "local.storage_dir",
+    "kubernetes.pending_timeout",
+    "storage_url",
+)
+
+
 def test_show_json_lists_every_declared_key_with_origin_plugin_and_env_var(
-    acme, ascend_cli, project_file, monkeypatch
+    acme, ascend_pm, ascend_cli, project_file, monkeypatch
 ):
     project_file.write_text("cloud_provider: kubernetes\nstorage_url: s3://bucket/ascend\n")
     monkeypatch.setenv("ASCEND_ACME_REGION", "us-2")
@@ -72,7 +87,9 @@ def test_show_json_lists_every_declared_key_with_origin_plugin_and_env_var(
     summary = {
         key: (e["value"], e["origin"], e["plugin"], e["env_var"]) for key, e in entries.items()
     }
-    assert summary == {
+    # every declared key is shown; the ones this test sets or owns are checked exactly
+    assert set(summary) == set(ascend_pm.settings())
+    assert {key: summary[key] for key in EXPECTED_KEYS} == {
         "acme.region": ("us-2", "env: ASCEND_ACME_REGION", "acme", "ASCEND_ACME_REGION"),
         "acme.token": (None, "default", "acme", "ASCEND_ACME_TOKEN"),
         "cloud_provider": (
@@ -87,6 +104,12 @@ def test_show_json_lists_every_declared_key_with_origin_plugin_and_env_var(
         "project": ("default", "default", "core", "ASCEND_PROJECT"),
         "git_check": (False, "default", "core", "ASCEND_GIT_CHECK"),
         "local.storage_dir": (None, "default", "local", "ASCEND_LOCAL_STORAGE_DIR"),
+        "kubernetes.pending_timeout": (
+            300.0,
+            "default",
+            "kubernetes-compute",
+            "ASCEND_KUBERNETES_PENDING_TIMEOUT",
+        ),
         "storage_url": (
             "s3://bucket/ascend",
             f"file: {project_file}",

@@ -54,7 +54,7 @@ def names(pm: AscendPluginManager) -> list[str]:
 
 def test_builtins_load_first_and_alone_without_plugins() -> None:
     pm, err = load({"ASCEND_DISABLE_PLUGIN_AUTOLOAD": "1"})
-    assert names(pm) == ["core", "local", "kubernetes"]
+    assert names(pm) == ["core", "local", "kubernetes", "kubernetes-compute"]
     assert err == ""
 
 
@@ -87,7 +87,14 @@ def test_discovery_order_builtins_then_entry_points_then_ascend_plugins(
     entry_point_dist: Path,
 ) -> None:
     pm, _ = load({"ASCEND_PLUGINS": "tests.plugins.acme_registry"})
-    assert names(pm) == ["core", "local", "kubernetes", "acme", "tests.plugins.acme_registry"]
+    assert names(pm) == [
+        "core",
+        "local",
+        "kubernetes",
+        "kubernetes-compute",
+        "acme",
+        "tests.plugins.acme_registry",
+    ]
     # pluggy calls the last registered first: ASCEND_PLUGINS, then entry points, then built-ins.
     assert pm.implementers("ascend_registry_url") == [
         "tests.plugins.acme_registry",
@@ -121,7 +128,10 @@ def test_disabled_plugins_blocks_by_distribution_name(entry_point_dist: Path) ->
 
 def test_disabled_plugins_blocks_builtin_but_not_core() -> None:
     pm, _ = load(
-        {"ASCEND_DISABLE_PLUGIN_AUTOLOAD": "1", "ASCEND_DISABLED_PLUGINS": "kubernetes,local,core"}
+        {
+            "ASCEND_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "ASCEND_DISABLED_PLUGINS": "kubernetes,local,core,kubernetes-compute",
+        }
     )
     assert names(pm) == ["core"]
 

@@ -18,6 +18,7 @@ from ascend.errors import AscendError, CommandClashError
 
 # name -> (module, attribute); imported only when the command runs or help lists it.
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("ascend.cli.admin_cmd", "admin"),
     "config": ("ascend.cli.config_cmd", "config"),
     "jobs": ("ascend.cli.jobs_cmd", "jobs"),
     "plugins": ("ascend.cli.plugins_cmd", "plugins"),

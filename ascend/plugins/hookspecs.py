@@ -25,7 +25,7 @@ from ascend.plugins.markers import hookspec
 if TYPE_CHECKING:
     import pluggy
 
-    from ascend.compute import ComputeBackend
+    from ascend.compute import ComputeBackend, JobRequest
     from ascend.config import AscendConfig
     from ascend.images import ImageSpec
     from ascend.plugins.types import NodeType, Provider, Setting
@@ -286,6 +286,36 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
             if config.cloud_provider != "acme":
                 return None
             return AcmeBatchCompute(config)
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ascend_job_manifest(
+    config: AscendConfig, request: JobRequest, manifest: dict[str, Any]
+) -> None:
+    """Adjust the Kubernetes Job manifest of one call before it is created (change it in place).
+
+    Every plugin is called, in hook order. Add labels or annotations, a service account, env
+    entries (secrets only as ``valueFrom.secretKeyRef``), volumes. The manifest is a plain
+    camelCase dict (``manifest["spec"]["template"]["spec"]`` is the pod spec).
+
+    :param config: the loaded configuration.
+    :param request: the :class:`ascend.compute.JobRequest` (job id, resources, URIs).
+    :param manifest: the ``batch/v1`` Job as a dict; the return value is ignored.
+
+    **Example:**
+
+    .. code-block:: python
+
+        @hookimpl
+        def ascend_job_manifest(config, request, manifest):
+            if config.cloud_provider != "acme":
+                return
+            pod = manifest["spec"]["template"]
+            pod["metadata"]["labels"]["acme.io/team"] = config.get("acme.team")
+            pod["spec"]["serviceAccountName"] = "ascend-jobs"
 
     .. versionadded:: 0.1
     """

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "ascend.plugins.core"),
     ("local", "ascend.local.plugin"),
     ("kubernetes", "ascend.providers.kubernetes"),
+    ("kubernetes-compute", "ascend.kubernetes.plugin"),
 )
 # Built-ins that cannot be disabled: without them nothing else can be configured.
 ESSENTIAL_PLUGINS = frozenset({"core"})
@@ -458,6 +459,10 @@ class AscendPluginManager(pluggy.PluginManager):
             for impl in reversed(hook.get_hookimpls())
             if not (impl.wrapper or impl.hookwrapper)
         ]
+
+    def adjust_job_manifest(self, **kwargs: Any) -> None:
+        """Let every plugin adjust a Job manifest in place (``ascend_job_manifest``)."""
+        self.hook.ascend_job_manifest(**kwargs)
 
     def configure(self, config: Any) -> None:
         """Tell every plugin, including ones registered later, about a loaded configuration."""

@@ -1,0 +1,42 @@
+"""``ascend admin``: cluster set-up for platform engineers."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("admin")
+def admin() -> None:
+    """Cluster set-up: namespaces and RBAC for Ascend users (needs cluster-admin rights)."""
+
+
+@admin.command("add-user")
+@click.argument("name")
+@click.option(
+    "--project",
+    is_flag=True,
+    help="Create the project namespace ascend-projects-NAME instead of a user's.",
+)
+def add_user(name: str, project: bool) -> None:
+    """Create (idempotently) the namespace of user NAME with its service account, a Role that
+    may run jobs and read their pods, logs and events, and the RoleBinding."""
+    from ascend.backend import get_backend
+    from ascend.job_ids import PROJECT_MAX, USER_MAX, sanitize_name
+    from ascend.kubernetes.admin import ensure_namespace, project_namespace, user_namespace
+    from ascend.kubernetes.compute import KubernetesCompute
+
+    compute = get_backend().compute
+    if not isinstance(compute, KubernetesCompute):
+        raise click.ClickException(
+            f"the current provider runs jobs with {compute.name!r}, not Kubernetes; select a "
+            "Kubernetes provider (cloud_provider) first"
+        )
+    if project:
+        namespace = project_namespace(sanitize_name(name, PROJECT_MAX))
+    else:
+        namespace = user_namespace(sanitize_name(name, USER_MAX))
+    created = ensure_namespace(compute._api(), namespace, subject=name)
+    if created:
+        click.echo(f"{namespace}: created {', '.join(created)}")
+    else:
+        click.echo(f"{namespace}: already set up, nothing to do")

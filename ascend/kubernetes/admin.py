@@ -1,0 +1,123 @@
+"""Cluster set-up for users: a namespace each, with just the rights Ascend needs.
+
+Everything is idempotent: running it twice changes nothing and fails on nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ascend.errors import ComputeError
+
+ROLE_NAME = "ascend-job-runner"
+RULES = [
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["create", "get", "list", "watch", "delete", "patch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "pods/log", "events"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+
+
+def user_namespace(user: str) -> str:
+    return f"ascend-users-{user}"
+
+
+def project_namespace(project: str) -> str:
+    return f"ascend-projects-{project}"
+
+
+def ensure_namespace(api_client: Any, namespace: str, subject: str) -> list[str]:
+    """Create the namespace, its service account, the Role and the RoleBinding if missing.
+
+    ``subject`` is the user the RoleBinding grants the Role to (besides the service account).
+    Returns what was created (empty when everything existed).
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    service_account = "ascend"
+    steps = [
+        (
+            "namespace",
+            lambda: core.create_namespace(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": namespace,
+                        "labels": {"app.kubernetes.io/managed-by": "ascend"},
+                    },
+                }
+            ),
+        ),
+        (
+            "service account",
+            lambda: core.create_namespaced_service_account(
+                namespace,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": service_account, "namespace": namespace},
+                },
+            ),
+        ),
+        (
+            "role",
+            lambda: rbac.create_namespaced_role(
+                namespace,
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "Role",
+                    "metadata": {"name": ROLE_NAME, "namespace": namespace},
+                    "rules": RULES,
+                },
+            ),
+        ),
+        (
+            "role binding",
+            lambda: rbac.create_namespaced_role_binding(
+                namespace,
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": ROLE_NAME, "namespace": namespace},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": ROLE_NAME,
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": service_account, "namespace": namespace},
+                        {"kind": "User", "name": subject, "apiGroup": "rbac.authorization.k8s.io"},
+                    ],
+                },
+            ),
+        ),
+    ]
+    created = []
+    for what, create in steps:
+        if _created(create, what, namespace):
+            created.append(what)
+    return created
+
+
+def _created(create: Any, what: str, namespace: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create()
+        return True
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise ComputeError(
+            f"could not create the {what} in {namespace}: HTTP {error.status} {error.reason}",
+            fix="run this as a cluster admin (it creates namespaces and RBAC objects)",
+        ) from None

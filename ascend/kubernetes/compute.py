@@ -1,0 +1,518 @@
+"""Kubernetes compute: create the Job, watch it (no polling), stream its logs, explain failures.
+
+Waiting uses two watches (the Job, and its pods) feeding one queue, so the caller learns of
+the end, or of the evidence that it will never end (an image that cannot be pulled, a pod that
+cannot be scheduled), within a second of the cluster knowing it. A watch that expires (410
+Gone) is resumed from a fresh list.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ascend.compute import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    ComputeBackend,
+    JobRequest,
+    JobStatus,
+)
+from ascend.errors import (
+    ComputeError,
+    ImagePullError,
+    JobEvictedError,
+    JobFailedError,
+    OutOfMemoryError,
+    UnschedulableError,
+)
+from ascend.kubernetes.manifest import CONTAINER, job_name
+
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
+
+
+@dataclass
+class KubernetesSettings:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = "default"
+    image: str = "ascend-runtime:latest"
+    pending_timeout: float = 300.0
+    ttl_seconds: int = 300
+    ttl_unattended_seconds: int = 86400
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)
+    service_account: str | None = None
+
+
+@dataclass
+class _Tracked:
+    namespace: str
+    name: str
+    request: JobRequest | None
+    memory: str | None
+    log_thread: threading.Thread | None = None
+    cancelled: bool = False
+
+
+def api_client(settings: KubernetesSettings) -> Any:
+    """A client for the configured cluster: the kubeconfig (path, context) or in-cluster."""
+    from kubernetes import client, config
+
+    try:
+        return config.new_client_from_config(
+            config_file=settings.kubeconfig, context=settings.context
+        )
+    except config.ConfigException as kube_error:
+        try:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            raise ComputeError(
+                f"no Kubernetes configuration: {kube_error}",
+                fix="set kubernetes.kubeconfig (or KUBECONFIG) and kubernetes.context, or run "
+                "inside a cluster",
+            ) from None
+
+
+class KubernetesCompute(ComputeBackend):
+    """Runs each call as one ``batch/v1`` Job in the user's namespace."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        manifest_hook: Any = None,
+        node_types: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._manifest_hook = manifest_hook
+        self.node_types = dict(node_types or {})
+        self._client: Any = None
+        self._tracked: dict[str, _Tracked] = {}
+        self._lock = threading.Lock()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def _api(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = api_client(self.settings)
+            return self._client
+
+    def _batch(self) -> Any:
+        from kubernetes import client
+
+        return client.BatchV1Api(self._api())
+
+    def _core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self._api())
+
+    # -- submit ------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        from ascend.kubernetes.manifest import build_job
+
+        node_type = self.node_types.get(request.node_type) if request.node_type else None
+        namespace = self.namespace_for(request)
+        manifest = build_job(
+            request,
+            namespace=namespace,
+            image=request.image or self.settings.image,
+            node_type=node_type,
+            ttl_seconds=self.settings.ttl_unattended_seconds,
+            env=self.settings.env,
+            secret_env=self.settings.secret_env,
+            service_account=self.settings.service_account,
+        )
+        if self._manifest_hook is not None:
+            self._manifest_hook(request=request, manifest=manifest)
+        try:
+            self._batch().create_namespaced_job(namespace, manifest)
+        except ApiException as error:
+            raise _api_error(error, namespace, "create the job") from None
+        handle = f"{namespace}/{manifest['metadata']['name']}"
+        with self._lock:
+            self._tracked[handle] = _Tracked(
+                namespace, manifest["metadata"]["name"], request, request.memory
+            )
+        return handle
+
+    def namespace_for(self, request: JobRequest) -> str:
+        """The configured namespace, else the user's (or the project's with project=True)."""
+        if self.settings.namespace:
+            return self.settings.namespace
+        if request.extra.get("project_scoped"):
+            return f"ascend-projects-{request.labels.get('project', 'default')}"
+        return f"ascend-users-{request.labels.get('user', 'default')}"
+
+    def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
+        handle = (record.get("compute") or {}).get("handle")
+        if handle:
+            return str(handle)
+        user = str(record.get("user", "default"))
+        return f"{self.settings.namespace or 'ascend-users-' + user}/{job_name(job_id)}"
+
+    def _tracked_for(self, handle: str) -> _Tracked:
+        with self._lock:
+            tracked = self._tracked.get(handle)
+            if tracked is None:
+                namespace, _, name = handle.partition("/")
+                tracked = _Tracked(namespace, name, None, None)
+                self._tracked[handle] = tracked
+            return tracked
+
+    # -- wait --------------------------------------------------------------------------------
+
+    def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        tracked = self._tracked_for(handle)
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+        watchers = [
+            threading.Thread(target=self._watch, args=("job", tracked, events, stop), daemon=True),
+            threading.Thread(target=self._watch, args=("pod", tracked, events, stop), daemon=True),
+        ]
+        for watcher in watchers:
+            watcher.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending_since: float | None = None
+        scheduler_message = ""
+        pod_status: dict[str, Any] | None = None
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return JobStatus(RUNNING)
+                if pending_since is not None:
+                    left = pending_since + self.settings.pending_timeout - time.monotonic()
+                    if left <= 0:
+                        self._give_up(tracked)
+                        raise UnschedulableError(
+                            f"no node could take job {tracked.name} within "
+                            f"{self.settings.pending_timeout:g} s: {scheduler_message}",
+                            evidence={
+                                "reason": "Unschedulable",
+                                "message": scheduler_message,
+                                "events": self._events(tracked),
+                            },
+                            fix="ask for fewer resources, pick another node_type, or check that "
+                            "the cluster has a node pool for it",
+                        )
+                    remaining = left if remaining is None else min(remaining, left)
+                try:
+                    kind, obj = events.get(timeout=remaining)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    raise obj
+                if kind == "gone":
+                    return self._finished_without_trace(tracked)
+                if kind == "pod":
+                    pod_status = obj
+                    verdict = self._pod_verdict(tracked, obj)
+                    if verdict is not None:
+                        return verdict
+                    unschedulable = _unschedulable(obj)
+                    if unschedulable is not None and pending_since is None:
+                        pending_since = time.monotonic()
+                        scheduler_message = unschedulable
+                    elif unschedulable is None:
+                        pending_since = None
+                    self._maybe_stream_logs(tracked, obj)
+                elif kind == "job":
+                    verdict = self._job_verdict(tracked, obj, pod_status)
+                    if verdict is not None:
+                        return verdict
+        finally:
+            stop.set()
+
+    def _watch(
+        self,
+        kind: str,
+        tracked: _Tracked,
+        events: queue.Queue[tuple[str, Any]],
+        stop: threading.Event,
+    ) -> None:
+        """List then watch one object kind, resuming after expiry (410 Gone), until stopped."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        if kind == "job":
+            lister = self._batch().list_namespaced_job
+            selector = {"field_selector": f"metadata.name={tracked.name}"}
+        else:
+            lister = self._core().list_namespaced_pod
+            selector = {"label_selector": f"job-name={tracked.name}"}
+        resource_version: str | None = None
+        seen_job = False
+        try:
+            while not stop.is_set():
+                if resource_version is None:
+                    listing = lister(tracked.namespace, **selector)
+                    resource_version = listing.metadata.resource_version
+                    for item in listing.items:
+                        seen_job = True
+                        events.put((kind, item))
+                    if kind == "job" and not listing.items:
+                        events.put(("gone", None))
+                        return
+                stream = watch.Watch()
+                try:
+                    for event in stream.stream(
+                        lister,
+                        tracked.namespace,
+                        resource_version=resource_version,
+                        timeout_seconds=WATCH_SECONDS,
+                        **selector,
+                    ):
+                        if stop.is_set():
+                            return
+                        obj = event["object"]
+                        resource_version = obj.metadata.resource_version
+                        if event["type"] == "DELETED":
+                            if kind == "job" and seen_job:
+                                events.put(("gone", None))
+                                return
+                            continue
+                        events.put((kind, obj))
+                except ApiException as error:
+                    if error.status == 410:
+                        resource_version = None  # expired: list again, then watch from there
+                        continue
+                    raise
+                finally:
+                    stream.stop()
+        except Exception as error:  # surfaced in the caller's thread
+            if not stop.is_set():
+                events.put(
+                    (
+                        "error",
+                        ComputeError(
+                            f"lost contact with the cluster while watching {tracked.name}: {error}",
+                            fix="check the cluster is reachable; ascend.attach(job_id) waits again",
+                        ),
+                    )
+                )
+
+    def _pod_verdict(self, tracked: _Tracked, pod: Any) -> JobStatus | None:
+        """Evidence in a pod that the job has ended or never will."""
+        statuses = pod.status.container_statuses or []
+        for status in statuses:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason in IMAGE_PULL_REASONS:
+                self._give_up(tracked)
+                raise ImagePullError(
+                    f"image {status.image} cannot be pulled: {waiting.reason}"
+                    + (f": {waiting.message}" if waiting.message else ""),
+                    evidence={
+                        "reason": waiting.reason,
+                        "image": status.image,
+                        "message": waiting.message,
+                        "events": self._events(tracked),
+                    },
+                    fix="check the image name and tag, and that the cluster may pull from its "
+                    "registry (build it first, or pass base_image=...)",
+                )
+            if waiting is not None and waiting.reason in CONFIG_REASONS:
+                self._give_up(tracked)
+                raise JobFailedError(
+                    f"the job's container cannot be created: {waiting.message or waiting.reason}",
+                    evidence={
+                        "reason": waiting.reason,
+                        "message": waiting.message,
+                        "events": self._events(tracked),
+                    },
+                    fix="a secret or config map it needs is probably missing in the namespace",
+                )
+            terminated = status.state.terminated if status.state else None
+            if terminated is not None and terminated.reason == "OOMKilled":
+                raise OutOfMemoryError(
+                    f"the job ran out of memory: it exceeded its memory limit of "
+                    f"{tracked.memory or 'its limit'} and was killed (OOMKilled)",
+                    evidence={
+                        "reason": "OOMKilled",
+                        "exit_code": terminated.exit_code,
+                        "limit": tracked.memory,
+                        "events": self._events(tracked),
+                    },
+                    fix="raise memory= in @ascend(...), or process the data in smaller parts",
+                )
+        if pod.status.phase == "Failed" and (
+            pod.status.reason in ("Evicted", "Preempting")
+            or _has_condition(pod, "DisruptionTarget")
+        ):
+            retries = tracked.request.retries if tracked.request else 0
+            if not retries:
+                raise JobEvictedError(
+                    f"the job's pod was {'preempted' if pod.status.reason == 'Preempting' else 'evicted'}"
+                    f": {pod.status.message or pod.status.reason or 'disruption'}",
+                    evidence={
+                        "reason": pod.status.reason or "DisruptionTarget",
+                        "message": pod.status.message,
+                        "events": self._events(tracked),
+                    },
+                    fix="run it again; retries=N re-runs automatically after a disruption",
+                )
+        return None
+
+    def _job_verdict(self, tracked: _Tracked, job: Any, pod: Any) -> JobStatus | None:
+        for condition in job.status.conditions or []:
+            if condition.status != "True":
+                continue
+            if condition.type == "Complete":
+                self._finish_logs(tracked)
+                return JobStatus(SUCCEEDED, 0)
+            if condition.type == "Failed":
+                self._finish_logs(tracked)
+                if condition.reason == "DeadlineExceeded":
+                    return JobStatus(TIMED_OUT, None, "DeadlineExceeded", condition.message)
+                exit_code = _exit_code(pod)
+                if tracked.cancelled:
+                    return JobStatus(CANCELLED, exit_code, "Cancelled", "the job was cancelled")
+                return JobStatus(
+                    FAILED,
+                    exit_code,
+                    condition.reason or "Failed",
+                    condition.message or f"the container exited with {exit_code}",
+                    {"events": self._events(tracked)},
+                )
+        return None
+
+    def _finished_without_trace(self, tracked: _Tracked) -> JobStatus:
+        self._finish_logs(tracked)
+        if tracked.cancelled:
+            return JobStatus(CANCELLED, None, "Cancelled", "the job was cancelled")
+        return JobStatus(FAILED, None, "Deleted", "the job no longer exists in the cluster")
+
+    def _events(self, tracked: _Tracked) -> list[str]:
+        """Recent events of the job and its pods, oldest first (evidence for errors)."""
+        try:
+            listing = self._core().list_namespaced_event(tracked.namespace)
+        except Exception:  # evidence is best effort
+            return []
+        lines = []
+        for event in listing.items:
+            name = event.involved_object.name or ""
+            if name == tracked.name or name.startswith(tracked.name + "-"):
+                lines.append(f"{event.type} {event.reason}: {event.message}")
+        return lines[-20:]
+
+    def _give_up(self, tracked: _Tracked) -> None:
+        """The job can never run: delete it so nothing waits in the cluster either."""
+        self._delete(tracked)
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def _maybe_stream_logs(self, tracked: _Tracked, pod: Any) -> None:
+        if tracked.log_thread is not None or tracked.request is None:
+            return
+        if not tracked.request.stream_logs:
+            return
+        statuses = pod.status.container_statuses or []
+        started = any(s.state and (s.state.running or s.state.terminated) for s in statuses)
+        if not started:
+            return
+        tracked.log_thread = threading.Thread(
+            target=self._stream_logs, args=(tracked, pod.metadata.name), daemon=True
+        )
+        tracked.log_thread.start()
+
+    def _stream_logs(self, tracked: _Tracked, pod_name: str) -> None:
+        try:
+            response = self._core().read_namespaced_pod_log(
+                pod_name,
+                tracked.namespace,
+                container=CONTAINER,
+                follow=True,
+                _preload_content=False,
+            )
+            for chunk in response.stream(65536):
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+        except Exception:
+            return  # the runner saves the log to storage; live output is a convenience
+
+    def _finish_logs(self, tracked: _Tracked) -> None:
+        if tracked.log_thread is not None:
+            tracked.log_thread.join(5.0)
+        self._shorten_ttl(tracked)
+
+    def _shorten_ttl(self, tracked: _Tracked) -> None:
+        """The caller has what it needs: let the cluster clean up soon."""
+        try:
+            self._batch().patch_namespaced_job(
+                tracked.name,
+                tracked.namespace,
+                {"spec": {"ttlSecondsAfterFinished": self.settings.ttl_seconds}},
+            )
+        except Exception:
+            pass  # the long unattended TTL still applies
+
+    # -- cancel ------------------------------------------------------------------------------
+
+    def cancel(self, handle: str) -> None:
+        tracked = self._tracked_for(handle)
+        tracked.cancelled = True
+        self._delete(tracked)
+
+    def _delete(self, tracked: _Tracked) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._batch().delete_namespaced_job(
+                tracked.name, tracked.namespace, propagation_policy="Background"
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise _api_error(error, tracked.namespace, "delete the job") from None
+
+
+def _has_condition(pod: Any, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in pod.status.conditions or [])
+
+
+def _unschedulable(pod: Any) -> str | None:
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return str(condition.message or condition.reason or "unschedulable")
+    return None
+
+
+def _exit_code(pod: Any) -> int | None:
+    for status in (pod.status.container_statuses or []) if pod is not None else []:
+        if status.state and status.state.terminated:
+            return int(status.state.terminated.exit_code)
+    return None
+
+
+def _api_error(error: Any, namespace: str, action: str) -> ComputeError:
+    if error.status == 404 and "namespace" in str(error.body or "").lower():
+        user = namespace.removeprefix("ascend-users-")
+        return ComputeError(
+            f"namespace {namespace!r} does not exist, so Ascend cannot {action}",
+            fix=f"ask a cluster admin to run: ascend admin add-user {user}",
+        )
+    if error.status == 403:
+        return ComputeError(
+            f"the cluster refused to {action} in namespace {namespace!r} (403 Forbidden)",
+            fix=f"ask a cluster admin to run: ascend admin add-user "
+            f"{namespace.removeprefix('ascend-users-')}",
+        )
+    return ComputeError(f"could not {action}: HTTP {error.status} {error.reason}: {error.body}")

@@ -1,0 +1,147 @@
+"""The Job manifest for one call, as plain camelCase dicts (what the API and the schema use).
+
+Pure functions, no client import: the manifest is tested against the Kubernetes 1.30 schema
+and plugins adjust it through the ``ascend_job_manifest`` hook.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ascend.job_ids import JOB_NAME_PREFIX
+
+if TYPE_CHECKING:
+    from ascend.compute import JobRequest
+    from ascend.plugins.types import NodeType
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+JOB_ID_LABEL = "ascend.io/job-id"
+USER_LABEL = "ascend.io/user"
+PROJECT_LABEL = "ascend.io/project"
+CONTAINER = "runner"
+RUNNER_COMMAND = ["python", "-m", "ascend.runner"]
+GPU_RESOURCE = "nvidia.com/gpu"
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def job_name(job_id: str) -> str:
+    return JOB_NAME_PREFIX + job_id
+
+
+def label_value(text: str) -> str:
+    """A valid label value (at most 63 characters of [A-Za-z0-9._-], alphanumeric ends)."""
+    value = _LABEL_VALUE.sub("-", text)[:63].strip("-_.")
+    return value or "none"
+
+
+def build_job(
+    request: JobRequest,
+    *,
+    namespace: str,
+    image: str,
+    node_type: NodeType | None = None,
+    ttl_seconds: int | None = None,
+    env: dict[str, str] | None = None,
+    secret_env: dict[str, tuple[str, str]] | None = None,
+    service_account: str | None = None,
+) -> dict[str, Any]:
+    """The Job for ``request``. ``secret_env`` maps variable -> (secret name, key)."""
+    labels = {
+        MANAGED_BY: "ascend",
+        JOB_ID_LABEL: label_value(request.job_id),
+        USER_LABEL: label_value(request.labels.get("user", "default")),
+        PROJECT_LABEL: label_value(request.labels.get("project", "default")),
+    }
+    container_env: list[dict[str, Any]] = [
+        {"name": "ASCEND_JOB_ID", "value": request.job_id},
+        {"name": "ASCEND_PACKAGE_URI", "value": request.package_uri},
+        {"name": "ASCEND_RESULT_URI", "value": request.result_uri},
+        {"name": "ASCEND_TIMEOUT", "value": str(request.timeout)},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    for name, value in sorted({**(env or {}), **request.env}.items()):
+        container_env.append({"name": name, "value": value})
+    for name, (secret, key) in sorted((secret_env or {}).items()):
+        container_env.append(
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        )
+
+    cpu = request.cpu
+    memory = request.memory
+    gpus = node_type.gpus if node_type is not None else 0
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu, "memory": memory},
+    }
+    if gpus:
+        resources["requests"][GPU_RESOURCE] = str(gpus)
+        resources["limits"][GPU_RESOURCE] = str(gpus)
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": list(RUNNER_COMMAND),
+                "env": container_env,
+                "resources": resources,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": False,
+                },
+                "volumeMounts": [
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if node_type is not None:
+        if node_type.node_selector:
+            pod_spec["nodeSelector"] = dict(node_type.node_selector)
+        if node_type.tolerations:
+            pod_spec["tolerations"] = [dict(t) for t in node_type.tolerations]
+
+    job_spec: dict[str, Any] = {
+        "backoffLimit": request.retries,
+        "activeDeadlineSeconds": request.timeout,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
+    if request.retries:
+        # Retries are for the user's failures; a preempted or evicted pod is not their fault.
+        job_spec["podFailurePolicy"] = {
+            "rules": [
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                }
+            ]
+        }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(request.job_id), "namespace": namespace, "labels": labels},
+        "spec": job_spec,
+    }
