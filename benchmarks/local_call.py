@@ -119,7 +119,9 @@ def length(data):
     return len(data)
 def produce(n):
     return bytes(n)
-fexec = lithops.FunctionExecutor(backend="localhost", storage="localhost", log_level=None)
+fexec = lithops.FunctionExecutor(
+    config={"lithops": {"backend": "localhost", "storage": "localhost", "data_limit": False}},
+    log_level=None)  # data_limit: Lithops refuses arguments over 4 MiB by default
 fexec.call_async(add, (1, 2)); fexec.get_result()
 if case == "trivial":
     samples = []

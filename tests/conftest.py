@@ -8,4 +8,4 @@ import os
 # one. Subprocess tests build their own environment and so still see the real import check.
 os.environ["ASCEND_SKIP_BACKEND_CHECK"] = "1"
 
-pytest_plugins = ["ascend.testing.pytest_plugin"]
+pytest_plugins = ["ascend.testing.pytest_plugin", "ascend.testing.kube.fixtures"]

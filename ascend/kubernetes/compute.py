@@ -101,6 +101,7 @@ class KubernetesCompute(ComputeBackend):
         self.settings = settings
         self._manifest_hook = manifest_hook
         self.node_types = dict(node_types or {})
+        self.expired_watches = 0  # watches resumed after 410 Gone (diagnostics, tests)
         self._client: Any = None
         self._tracked: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
@@ -295,6 +296,7 @@ class KubernetesCompute(ComputeBackend):
                 except ApiException as error:
                     if error.status == 410:
                         resource_version = None  # expired: list again, then watch from there
+                        self.expired_watches += 1
                         continue
                     raise
                 finally:
@@ -381,6 +383,11 @@ class KubernetesCompute(ComputeBackend):
                 return JobStatus(SUCCEEDED, 0)
             if condition.type == "Failed":
                 self._finish_logs(tracked)
+                # The Job's verdict can arrive before the pod's last update: read the pods once
+                # so that an OOMKill or an eviction is reported as what it is.
+                for latest in self._pods(tracked):
+                    pod = latest
+                    self._pod_verdict(tracked, latest)
                 if condition.reason == "DeadlineExceeded":
                     return JobStatus(TIMED_OUT, None, "DeadlineExceeded", condition.message)
                 exit_code = _exit_code(pod)
@@ -400,6 +407,15 @@ class KubernetesCompute(ComputeBackend):
         if tracked.cancelled:
             return JobStatus(CANCELLED, None, "Cancelled", "the job was cancelled")
         return JobStatus(FAILED, None, "Deleted", "the job no longer exists in the cluster")
+
+    def _pods(self, tracked: _Tracked) -> list[Any]:
+        try:
+            listing = self._core().list_namespaced_pod(
+                tracked.namespace, label_selector=f"job-name={tracked.name}"
+            )
+        except Exception:  # the job's verdict stands without the pods' details
+            return []
+        return list(listing.items)
 
     def _events(self, tracked: _Tracked) -> list[str]:
         """Recent events of the job and its pods, oldest first (evidence for errors)."""

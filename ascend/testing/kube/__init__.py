@@ -1,0 +1,110 @@
+"""A local Kubernetes API emulator for tests: real HTTP, real API semantics, pods as processes.
+
+README
+======
+
+What it serves
+--------------
+One HTTP/1.1 server on 127.0.0.1 speaking the Kubernetes REST API (JSON) to the official
+``kubernetes`` Python client and to ``kubectl``:
+
+- Discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/batch/v1``,
+  ``/apis/rbac.authorization.k8s.io/v1``, ``/healthz``, ``/readyz``, and a minimal
+  ``/openapi/v3`` (so ``kubectl create`` works without ``--validate=false``: kubectl learns
+  that the server validates fields itself).
+- Resources: namespaces and nodes (cluster-scoped); pods, jobs (batch/v1), events, secrets,
+  configmaps, serviceaccounts, resourcequotas, roles and rolebindings (rbac/v1). Verbs:
+  create (``generateName``; 409 AlreadyExists), get (404 NotFound), list (``labelSelector``
+  with ``=``, ``!=``, ``in``, ``notin``, exists and ``!key``; ``fieldSelector`` on the
+  fields the real server supports), update (PUT, with resourceVersion conflicts), patch
+  (JSON merge patch, JSON patch, strategic merge patch approximated), delete
+  (``propagationPolicy``, ``gracePeriodSeconds``, preconditions), deletecollection, and the
+  ``status`` subresources. Every error is a ``Status`` object with the real reason.
+- Validation: incoming objects are checked against the official 1.30 schema with
+  ``kubernetes-validate`` (strict: unknown fields are rejected) plus the usual semantic
+  checks (names, restart policies, Job rules, requests <= limits): 422 Invalid.
+- Watch: ``?watch=true|True|1`` on any list, newline-delimited JSON over chunked transfer,
+  ``resourceVersion`` (resume; older than the history -> ERROR 410 Expired),
+  ``timeoutSeconds``, selectors (objects leaving a selector arrive as DELETED).
+- ``pods/{name}/log`` (``follow``, ``tailLines``, ``timestamps``, ``sinceSeconds``,
+  ``limitBytes``, ``previous``, ``container``), ``pods/{name}/eviction``.
+- ``GET /debug/requests``: the request counter as JSON (``DELETE`` resets it).
+
+The cluster behind it: one node with the CPU, memory, ``nvidia.com/gpu``, labels and taints
+you choose; a scheduler (resources, nodeSelector, required node affinity, taints;
+``FailedScheduling`` with the real wording); the Job controller (completions, parallelism,
+Indexed, backoffLimit, podFailurePolicy, activeDeadlineSeconds, suspend,
+ttlSecondsAfterFinished, conditions and events); a garbage collector (ownerReferences); and a
+kubelet that runs every container as a local process in its own session: env from values,
+secrets, config maps and the downward API; the memory limit enforced by watching RSS
+(``OOMKilled``, 137); logs; SIGTERM then SIGKILL on deletion. Images whose repository ends in
+``ascend-runtime``, and ``python -m ascend.runner`` in any image, run this interpreter with
+this checkout on ``PYTHONPATH``. With a registry configured, images on it are checked with a
+manifest HEAD (``ErrImagePull`` then ``ImagePullBackOff`` when missing).
+
+Starting it
+-----------
+In Python::
+
+    from ascend.testing.kube import KubeEmulator
+
+    with KubeEmulator(cpu="4", memory="8Gi", gpu=1, taints=["gpu=true:NoSchedule"]) as kube:
+        kube.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
+        ...  # kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig))
+        kube.requests.total, kube.requests.reset()
+
+The object: ``start()`` (port 0: ephemeral, 127.0.0.1 only), ``url``, ``port``,
+``write_kubeconfig(path, namespace=None) -> Path`` (also kept as ``.kubeconfig``),
+``requests`` (a :class:`RequestCounter`: ``total``, ``snapshot()``, ``matching(method,
+contains)``, ``by_method()``, ``reset()``; also ``GET /debug/requests``), ``running_pids()``,
+``errors`` (tracebacks from the control plane; empty when healthy), ``api_client()``,
+``create_namespace(name)``, ``store`` (direct access to objects), ``stop()`` (kills every pod
+process, joins every thread), and use as a context manager. Other keywords: ``host``,
+``port``, ``node_name``, ``watch_history`` (default 1000), ``env`` (variables every
+container starts with), ``namespaces`` (created at start; default, kube-system...).
+A container's ``containerID`` is ``emulator://<pid>`` of its process.
+
+As pytest fixtures: ``from ascend.testing.kube.fixtures import kube_emulator,
+make_kube_emulator`` (see :mod:`ascend.testing.kube.fixtures`).
+
+From a shell::
+
+    python -m ascend.testing.kube serve --port 0 --kubeconfig /tmp/kubeconfig \\
+        [--cpu 4] [--memory 8Gi] [--gpu 0] [--node-label k=v ...] \\
+        [--taint k=v:NoSchedule ...] [--registry HOST:PORT] [--namespace NS]
+    kubectl --kubeconfig /tmp/kubeconfig get jobs -n NS
+
+The first stdout line is the URL; SIGTERM or SIGINT stops it cleanly.
+
+Limits
+------
+- One node; no networking: no Services, DNS, ports or pod IPs beyond 127.0.0.1; no
+  Deployments, ReplicaSets, StatefulSets, PVCs or CRDs.
+- No real containers: images are never pulled or unpacked (only their existence is checked
+  on the configured registry); the container runs on the host, as the current user, in a
+  temporary directory (``workingDir`` is ignored). An image without a ``command`` can only
+  run if it is the Ascend runtime. Volumes are not mounted, except that an ``emptyDir`` at
+  ``/tmp`` becomes ``TMPDIR``.
+- Security contexts (``runAsNonRoot``, ``runAsUser``, capabilities, seccomp...) are accepted
+  and ignored. CPU limits are not enforced; memory limits are (RSS, every 50 ms).
+- Strategic merge patch is approximated (merge keys for the common lists); no server-side
+  apply; no RBAC enforcement or authentication; ResourceQuotas are stored, not enforced.
+- Unknown fields are rejected (422) unless ``fieldValidation=Ignore``; the real server's
+  default (Warn) would drop them with a warning instead.
+- Deleting a Job without ``propagationPolicy`` orphans its pods, as the real batch/v1 API
+  does (with the same Warning header); pass ``propagation_policy="Background"``.
+- The eviction API keeps the evicted pod (phase Failed, reason Evicted, condition
+  DisruptionTarget) instead of deleting it, so tests can inspect it.
+- Timings are shortened: pod retries wait 0.2 s doubling (real: 10 s), image pull back-off
+  starts at 1 s, grace periods are capped at 2 s.
+- ``kubectl`` get (server-side Table columns), describe, create, apply (client-side), run,
+  delete, logs (``-f``), wait and api-resources work; ``kubectl explain`` and
+  ``apply --server-side`` do not (no OpenAPI schemas, no server-side apply).
+"""
+
+from __future__ import annotations
+
+from ascend.testing.kube.counter import RequestCounter
+from ascend.testing.kube.emulator import KubeEmulator
+
+__all__ = ["KubeEmulator", "RequestCounter"]

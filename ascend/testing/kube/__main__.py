@@ -1,0 +1,82 @@
+"""``python -m ascend.testing.kube serve``: run the emulator until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from ascend.testing.kube.emulator import KubeEmulator
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m ascend.testing.kube", description=__doc__)
+    commands = main.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the Kubernetes API emulator")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=0, help="port (default 0: an ephemeral one)")
+    serve.add_argument("--kubeconfig", help="write a kubeconfig for the emulator here")
+    serve.add_argument("--namespace", help="the kubeconfig context's namespace")
+    serve.add_argument("--cpu", default="4", help="node CPU (default 4)")
+    serve.add_argument("--memory", default="8Gi", help="node memory (default 8Gi)")
+    serve.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
+    serve.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
+    serve.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
+    serve.add_argument("--registry", help="HOST:PORT of the registry whose images are checked")
+    serve.add_argument(
+        "--watch-history", type=int, default=1000, help="changes a watch can resume from"
+    )
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        emulator = KubeEmulator(
+            cpu=args.cpu,
+            memory=args.memory,
+            gpu=args.gpu,
+            node_labels=dict(args.node_label),
+            taints=args.taint,
+            registry=args.registry,
+            host=args.host,
+            port=args.port,
+            watch_history=args.watch_history,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    emulator.start()
+    try:
+        if args.kubeconfig:
+            emulator.write_kubeconfig(args.kubeconfig, args.namespace)
+        print(emulator.url, flush=True)
+        if args.kubeconfig:
+            print(f"kubeconfig: {emulator.kubeconfig}", flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

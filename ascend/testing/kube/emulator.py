@@ -1,0 +1,259 @@
+"""``KubeEmulator``: the store, the control plane, the kubelet and the HTTP API, started and
+stopped together."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ascend.testing.kube import kubeconfig
+from ascend.testing.kube.api import Api
+from ascend.testing.kube.cluster import Cluster
+from ascend.testing.kube.counter import RequestCounter
+from ascend.testing.kube.events import EventRecorder
+from ascend.testing.kube.kubelet import Kubelet
+from ascend.testing.kube.server import ApiServer
+from ascend.testing.kube.store import Store
+from ascend.testing.kube.util import Obj
+
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def parse_taint(taint: str | Mapping[str, Any]) -> Obj:
+    """``key=value:Effect`` or ``key:Effect`` (kubectl taint syntax), or a taint mapping."""
+    if isinstance(taint, Mapping):
+        result = dict(taint)
+    else:
+        spec, _, effect = taint.rpartition(":")
+        if not spec:
+            raise ValueError(f"taint {taint!r}: expected key=value:Effect")
+        key, _, value = spec.partition("=")
+        result = {"key": key, "effect": effect}
+        if value:
+            result["value"] = value
+    if result.get("effect") not in TAINT_EFFECTS:
+        raise ValueError(f"taint {taint!r}: the effect must be one of {', '.join(TAINT_EFFECTS)}")
+    return result
+
+
+class KubeEmulator:
+    """A one-node Kubernetes API on 127.0.0.1 whose pods run as local processes.
+
+    :param cpu: the node's allocatable CPU (a quantity).
+    :param memory: the node's allocatable memory.
+    :param gpu: how many ``nvidia.com/gpu`` the node offers (0: none).
+    :param node_labels: extra node labels.
+    :param taints: node taints, ``"key=value:NoSchedule"`` or mappings.
+    :param registry: ``HOST:PORT`` of a registry whose images are checked before a pod starts.
+    :param port: 0 for an ephemeral port.
+    :param watch_history: how many changes a watch can resume from (older: 410 Expired).
+    :param env: variables every container starts with (as an image's environment would).
+    """
+
+    def __init__(
+        self,
+        cpu: str = "4",
+        memory: str = "8Gi",
+        gpu: int = 0,
+        node_labels: Mapping[str, str] | None = None,
+        taints: Iterable[str | Mapping[str, Any]] | None = None,
+        registry: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        node_name: str = "ascend-emulator-node",
+        watch_history: int = 1000,
+        env: Mapping[str, str] | None = None,
+        namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+    ) -> None:
+        self.cpu = cpu
+        self.memory = memory
+        self.gpu = int(gpu)
+        self.node_labels = dict(node_labels or {})
+        self.taints = [parse_taint(t) for t in taints or []]
+        self.registry = registry
+        self.host = host
+        self.node_name = node_name
+        self.namespaces = tuple(namespaces)
+        self.env = dict(env or {})
+        self.kubeconfig: Path | None = None
+        self.requests = RequestCounter()
+        self.store = Store(history=watch_history)
+        self._port = port
+        self._server: ApiServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._cluster: Cluster | None = None
+        self._stopped = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> KubeEmulator:
+        if self._server is not None:
+            return self
+        server = ApiServer((self.host, self._port), self.requests)
+        port = server.server_address[1]
+
+        def kubelet(recorder: EventRecorder) -> Kubelet:
+            return Kubelet(self.store, recorder, self.node_name, self.registry, int(port), self.env)
+
+        cluster = Cluster(self.store, kubelet)
+        server.api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
+        self._server, self._cluster = server, cluster
+        self._seed()
+        cluster.start()
+        self._serve_thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="kube-api", daemon=True
+        )
+        self._serve_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, kill every pod process, and join every thread the emulator started."""
+        if self._server is None or self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self.store.close()
+        self._server.close_all()
+        self._server.server_close()
+        if self._serve_thread is not None:
+            self._serve_thread.join(5)
+        if self._cluster is not None:
+            self._cluster.stop()
+
+    def __enter__(self) -> KubeEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- access --------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            raise RuntimeError("the emulator is not started; call start() first")
+        return self._cluster
+
+    @property
+    def errors(self) -> list[str]:
+        """Tracebacks of exceptions inside the control plane (empty when all is well)."""
+        return list(self._cluster.errors) if self._cluster else []
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str | None = None) -> Path:
+        self.kubeconfig = kubeconfig.write(path, self.url, namespace)
+        return self.kubeconfig
+
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` for this emulator (imports the client)."""
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        return client.ApiClient(configuration)
+
+    def running_pids(self) -> list[int]:
+        """Process ids of the containers running right now."""
+        return self.cluster.kubelet.running_pids()
+
+    def create_namespace(self, name: str) -> Obj:
+        created = self.store.create(
+            "namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            _namespace,
+        )
+        self._service_account(name)
+        return created
+
+    # -- seed objects --------------------------------------------------------------------------
+
+    def _seed(self) -> None:
+        for name in self.namespaces:
+            self.create_namespace(name)
+        capacity = {
+            "cpu": str(self.cpu),
+            "memory": str(self.memory),
+            "pods": "110",
+            "ephemeral-storage": "100Gi",
+        }
+        if self.gpu:
+            capacity["nvidia.com/gpu"] = str(self.gpu)
+        labels = {
+            "kubernetes.io/hostname": self.node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+            **self.node_labels,
+        }
+        node: Obj = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": labels},
+            "spec": {"taints": self.taints} if self.taints else {},
+            "status": {
+                "capacity": capacity,
+                "allocatable": dict(capacity),
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": self.node_name},
+                ],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": "",
+                    "containerRuntimeVersion": "ascend-emulator://1.0",
+                    "kernelVersion": os.uname().release,
+                    "kubeProxyVersion": "v1.30.0",
+                    "kubeletVersion": "v1.30.0",
+                    "machineID": "",
+                    "operatingSystem": "linux",
+                    "osImage": "local processes (ascend Kubernetes emulator)",
+                    "systemUUID": "",
+                },
+            },
+        }
+        self.store.create("nodes", node)
+
+    def _service_account(self, namespace: str) -> None:
+        self.store.create(
+            "serviceaccounts",
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": namespace},
+            },
+        )
+
+
+def _namespace(obj: Obj) -> None:
+    from ascend.testing.kube import defaults
+
+    defaults.namespace(obj)

@@ -1,0 +1,435 @@
+"""End to end on the generic `kubernetes` provider, against the Kubernetes API emulator.
+
+Every call creates a real Job through the official client; the emulator's kubelet runs the pod
+as a local process running the real runner. Storage is file:// and, with moto, s3://.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ascend import (
+    ImagePullError,
+    JobCancelledError,
+    JobTimeoutError,
+    OutOfMemoryError,
+    UnschedulableError,
+    ascend,
+    attach,
+)
+from ascend.testing.kube import KubeEmulator
+
+from . import services
+
+REPO = Path(__file__).resolve().parents[1]
+USER = "alice"
+NAMESPACE = f"ascend-users-{USER}"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def configure(
+    monkeypatch: pytest.MonkeyPatch, kube: KubeEmulator, storage_url: str, **extra: str
+) -> None:
+    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
+    monkeypatch.setenv("ASCEND_STORAGE_URL", storage_url)
+    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(kube.kubeconfig))
+    monkeypatch.setenv("ASCEND_USERNAME", USER)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    kube.create_namespace(NAMESPACE)
+
+
+@pytest.fixture
+def kube(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> KubeEmulator:
+    emulator = make_kube_emulator()
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
+    return emulator
+
+
+@ascend(timeout=60, stream_logs=False)
+def double(x: int) -> int:
+    print(f"doubling {x}")
+    return 2 * x
+
+
+@ascend(timeout=60, stream_logs=False)
+def refuse(value: str) -> None:
+    raise ValueError(f"bad value {value}")
+
+
+@ascend(timeout=60, memory="100Mi", stream_logs=False)
+def hog() -> int:
+    blocks = [bytearray(50 * 1024 * 1024) for _ in range(8)]
+    for block in blocks:
+        block[::4096] = b"x" * len(block[::4096])
+    return len(blocks)
+
+
+@ascend(timeout=2, stream_logs=False)
+def overrun() -> None:
+    time.sleep(30)
+
+
+@ascend(timeout=60, stream_logs=False)
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
+@ascend(timeout=60, memory="64Gi", stream_logs=False)
+def too_big() -> None:
+    return None
+
+
+def test_success_and_records(kube: KubeEmulator, tmp_path: Path) -> None:
+    kube.requests.reset()
+    handle = double.submit(21)
+    assert handle.result(timeout=60) == 42
+    assert handle.logs() == "doubling 21\n"
+    record = handle.metadata()
+    assert record["status"] == "succeeded"
+    assert record["compute"]["handle"] == f"{NAMESPACE}/ascend-{handle.job_id}"
+    assert kube.requests.total <= 8
+
+
+def test_user_exception_comes_back_with_its_type(kube: KubeEmulator) -> None:
+    with pytest.raises(ValueError, match="bad value x") as caught:
+        refuse("x")
+    assert any("Remote traceback" in note for note in caught.value.__notes__)
+
+
+def test_out_of_memory_is_oomkilled_with_the_limit(kube: KubeEmulator) -> None:
+    handle = hog.submit()
+    with pytest.raises(OutOfMemoryError) as caught:
+        handle.result(timeout=60)
+    assert "100Mi" in str(caught.value)
+    assert caught.value.evidence["reason"] == "OOMKilled"
+    assert handle.metadata()["status"] == "failed"
+    assert handle.metadata()["failure"]["reason"] == "OOMKilled"
+
+
+def test_deadline_is_a_timeout_error(kube: KubeEmulator) -> None:
+    started = time.monotonic()
+    with pytest.raises(JobTimeoutError):
+        overrun()
+    assert time.monotonic() - started < 20
+    assert kube.running_pids() == []
+
+
+def test_unschedulable_fails_after_pending_timeout_with_the_schedulers_message(
+    kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASCEND_KUBERNETES_PENDING_TIMEOUT", "2")
+    started = time.monotonic()
+    handle = too_big.submit()
+    with pytest.raises(UnschedulableError) as caught:
+        handle.result(timeout=60)
+    assert time.monotonic() - started < 15
+    assert "Insufficient memory" in str(caught.value)
+    assert any("FailedScheduling" in e for e in caught.value.evidence["events"])
+    assert handle.metadata()["failure"]["reason"] == "Unschedulable"
+
+
+def test_missing_image_fails_fast_with_the_image_named(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    registry = services.require("registry")
+    emulator = make_kube_emulator(registry=registry)
+    configure(
+        monkeypatch,
+        emulator,
+        f"file://{tmp_path}/store",
+        ASCEND_KUBERNETES_IMAGE=f"{registry}/ascend-runtime:missing-{uuid.uuid4().hex[:8]}",
+    )
+    started = time.monotonic()
+    with pytest.raises(ImagePullError) as caught:
+        double(1)
+    assert time.monotonic() - started < 15
+    assert "missing-" in str(caught.value)
+    assert caught.value.evidence["reason"] in ("ErrImagePull", "ImagePullBackOff")
+
+
+def test_cancel_deletes_the_job_and_its_pod(kube: KubeEmulator) -> None:
+    handle = nap.submit(60)
+    deadline = time.monotonic() + 20
+    while not kube.running_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kube.running_pids()
+    handle.cancel()
+    with pytest.raises(JobCancelledError):
+        handle.result(timeout=30)
+    deadline = time.monotonic() + 10
+    while kube.running_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kube.running_pids() == []
+    assert handle.status() == "cancelled"
+
+
+def test_killed_caller_then_attach(kube: KubeEmulator, tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent("""
+        import time
+        from ascend import ascend
+
+        @ascend(timeout=60, stream_logs=False)
+        def slow():
+            time.sleep(2)
+            return 42
+
+        handle = slow.submit()
+        print(handle.job_id, flush=True)
+        time.sleep(60)
+    """)
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    client = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert client.stdout is not None
+    job_id = client.stdout.readline().strip()
+    client.send_signal(signal.SIGKILL)
+    client.wait(10)
+    handle = attach(job_id)
+    assert handle.result(timeout=60) == 42
+    assert handle.status() == "succeeded"
+
+
+def test_live_logs_reach_the_caller_while_the_job_runs(kube: KubeEmulator, tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent("""
+        import time
+        from ascend import ascend
+
+        @ascend(timeout=60)
+        def chatty():
+            print("line 1", flush=True)
+            time.sleep(1.5)
+            print("line 2", flush=True)
+            return "done"
+
+        print("result", chatty(), flush=True)
+    """)
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    client = subprocess.Popen(
+        [sys.executable, "-u", str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert client.stdout is not None
+    arrivals = {}
+    for line in client.stdout:
+        arrivals[line.strip()] = time.monotonic()
+    assert client.wait(30) == 0
+    assert arrivals["line 2"] - arrivals["line 1"] > 0.8
+    assert "result done" in arrivals
+
+
+def test_kubectl_lists_the_job(kube: KubeEmulator) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    handle = double.submit(2)
+    assert handle.result(timeout=60) == 4
+    listed = subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "get",
+            "jobs",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = [item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]]
+    assert f"ascend-{handle.job_id}" in names
+
+
+def test_missing_namespace_names_the_command_that_creates_it(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ascend import ComputeError
+
+    emulator = make_kube_emulator()
+    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
+    monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
+    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
+    monkeypatch.setenv("ASCEND_USERNAME", "nobody")
+    with pytest.raises(ComputeError) as caught:
+        double(1)
+    assert "ascend-users-nobody" in str(caught.value)
+    assert "ascend admin add-user nobody" in str(caught.value)
+
+
+def test_s3_storage_through_moto(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = services.require("moto")
+    pytest.importorskip("s3fs")
+    from kubernetes import client
+
+    emulator = make_kube_emulator()
+    bucket = f"ascend-e2e-{uuid.uuid4().hex[:10]}"
+    configure(
+        monkeypatch,
+        emulator,
+        f"s3://{bucket}/jobs",
+        ASCEND_STORAGE_OPTIONS=json.dumps(
+            {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+        ),
+        ASCEND_KUBERNETES_ENV=json.dumps({"AWS_ENDPOINT_URL_S3": endpoint}),
+        ASCEND_KUBERNETES_SECRET_ENV=json.dumps(
+            {"AWS_ACCESS_KEY_ID": "s3/key", "AWS_SECRET_ACCESS_KEY": "s3/secret"}
+        ),
+    )
+    client.CoreV1Api(emulator.api_client()).create_namespaced_secret(
+        NAMESPACE,
+        {"metadata": {"name": "s3"}, "stringData": {"key": "testing", "secret": "testing"}},
+    )
+    from ascend import get_backend
+
+    get_backend().storage.ensure_container()
+    assert double(5) == 10
+    with pytest.raises(ValueError, match="bad value s3"):
+        refuse("s3")
+
+
+def test_eviction_is_reported_as_such(kube: KubeEmulator) -> None:
+    from kubernetes import client
+
+    from ascend import JobEvictedError
+
+    handle = nap.submit(30)
+    core = client.CoreV1Api(kube.api_client())
+    deadline = time.monotonic() + 20
+    pods: list[Any] = []
+    while not kube.running_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pods = core.list_namespaced_pod(
+        NAMESPACE, label_selector=f"job-name=ascend-{handle.job_id}"
+    ).items
+    assert pods
+    core.create_namespaced_pod_eviction(
+        pods[0].metadata.name,
+        NAMESPACE,
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pods[0].metadata.name, "namespace": NAMESPACE},
+        },
+    )
+    with pytest.raises(JobEvictedError) as caught:
+        handle.result(timeout=30)
+    assert "evicted" in str(caught.value)
+    assert handle.metadata()["status"] == "failed"
+
+
+def test_an_expired_watch_resumes_from_a_fresh_list(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With a tiny watch history and short watches, the waiter's resumption hits 410 Gone and
+    must list again instead of failing or hanging."""
+    from kubernetes import client
+
+    import ascend.kubernetes.compute as kube_compute
+
+    monkeypatch.setattr(kube_compute, "WATCH_SECONDS", 1)
+    emulator = make_kube_emulator(watch_history=5)
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
+    import threading
+
+    handle = nap.submit(4)
+    core = client.CoreV1Api(emulator.api_client())
+
+    def churn() -> None:  # push the waiter's resourceVersion out of the history meanwhile
+        for index in range(40):
+            core.create_namespaced_config_map(
+                NAMESPACE, {"metadata": {"name": f"churn-{index}"}, "data": {"i": str(index)}}
+            )
+            time.sleep(0.05)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    assert handle.result(timeout=60) == "rested"
+    churner.join(30)
+    from ascend import get_backend
+
+    assert get_backend().compute.expired_watches >= 1
+
+
+def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
+    make_kube_emulator: Any,
+    ascend_pm: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    ascend_cli: Any,
+) -> None:
+    from kubernetes import client
+
+    emulator = make_kube_emulator()
+    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
+    monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
+    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
+    first = ascend_cli("admin", "add-user", "Carol.Smith")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.strip() == (
+        "ascend-users-carol-smith: created namespace, service account, role, role binding"
+    )
+    again = ascend_cli("admin", "add-user", "Carol.Smith")
+    assert again.stdout.strip() == "ascend-users-carol-smith: already set up, nothing to do"
+    rbac = client.RbacAuthorizationV1Api(emulator.api_client())
+    role = rbac.read_namespaced_role("ascend-job-runner", "ascend-users-carol-smith")
+    rules = {(tuple(r.api_groups), tuple(r.resources)): set(r.verbs) for r in role.rules}
+    assert rules[(("batch",), ("jobs",))] >= {"create", "get", "list", "watch", "delete"}
+    assert rules[(("",), ("pods", "pods/log", "events"))] == {"get", "list", "watch"}
+    binding = rbac.read_namespaced_role_binding("ascend-job-runner", "ascend-users-carol-smith")
+    assert {s.kind for s in binding.subjects} == {"ServiceAccount", "User"}
+    project = ascend_cli("admin", "add-user", "--project", "fraud-detect")
+    assert project.stdout.startswith("ascend-projects-fraud-detect: created namespace")
+
+
+def test_project_jobs_run_in_the_project_namespace(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    emulator = make_kube_emulator()
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
+    repo = tmp_path / "fraud-detect"
+    repo.mkdir()
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "remote", "add", "origin", "git@example.com:org/fraud-detect.git"],
+    ):
+        subprocess.run(command, cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    emulator.create_namespace("ascend-projects-fraud-detect")
+
+    @ascend(timeout=60, project=True, stream_logs=False)
+    def in_project() -> str:
+        return "ok"
+
+    handle = in_project.submit()
+    assert handle.result(timeout=60) == "ok"
+    assert handle.metadata()["compute"]["handle"].startswith("ascend-projects-fraud-detect/")
+    assert handle.metadata()["project"] == "fraud-detect"
