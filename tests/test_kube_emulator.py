@@ -57,7 +57,7 @@ def kube(kube_emulator: KubeEmulator) -> Iterator[Kube]:
 
 
 @pytest.fixture
-def make_kube(make_kube_emulator: Callable[..., KubeEmulator]) -> Callable[..., Kube]:  # noqa: F811
+def make_kube(make_kube_emulator: Callable[..., KubeEmulator]) -> Callable[..., Kube]:
     def make(**options: Any) -> Kube:
         return connect(make_kube_emulator(**options))
 
