@@ -76,6 +76,13 @@ class ComputeBackend(ABC):
     def cancel(self, handle: str) -> None:
         """Stop the job and everything it started; cancelling a finished job is a no-op."""
 
+    def logs(self, handle: str) -> str:
+        """The job's output as the backend holds it ('' when it keeps none)."""
+        return ""
+
+    def release(self, handle: str) -> None:  # noqa: B027 - optional hook, no-op default
+        """The caller has saved what it needs (logs, result): the backend may clean up."""
+
     def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
         """The handle of a job submitted elsewhere (``attach``), from its merged record."""
         handle = (record.get("compute") or {}).get("handle")

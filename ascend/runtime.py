@@ -138,6 +138,27 @@ class JobHandle:
         return value
 
     def _wait(self, timeout: float | None) -> tuple[str, Any]:
+        outcome = self._wait_for_outcome(timeout)
+        try:
+            self._backend.compute.release(self._handle)
+        except Exception:  # cleanup is the backend's business; the outcome stands
+            pass
+        return outcome
+
+    def _keep_logs(self) -> None:
+        """Save the backend's copy of the output when the runner could not (killed, OOM):
+        called only when the job produced no result."""
+        storage = self._backend.storage
+        path = posixpath.join(self._prefix, metadata.LOG_FILE)
+        try:
+            saved = storage.read(path) if storage.exists(path) else b""
+            held = self._backend.compute.logs(self._handle).encode("utf-8")
+            if len(held) > len(saved):
+                storage.write(path, held)
+        except Exception:  # the logs are a convenience; never mask the outcome
+            pass
+
+    def _wait_for_outcome(self, timeout: float | None) -> tuple[str, Any]:
         try:
             status = self._backend.compute.wait(self._handle, timeout)
         except KeyboardInterrupt:
@@ -145,16 +166,8 @@ class JobHandle:
             raise
         except JobError as error:  # the backend saw the job cannot finish: record why
             error.job_id = error.job_id or self.job_id
-            try:
-                metadata.write_verdict(
-                    self._backend.storage,
-                    self._prefix,
-                    metadata.FAILED,
-                    str(error.evidence.get("reason") or type(error).__name__),
-                    error.message,
-                )
-            except Exception:  # the error itself matters more than its record
-                pass
+            self._keep_logs()
+            self._record_verdict(error)
             return "exception", error
         if status.state == RUNNING:
             raise TimeoutError(
@@ -164,17 +177,23 @@ class JobHandle:
         outcome = self._read_outcome()
         if outcome is not None:
             return outcome
-        if status.state == TIMED_OUT:
-            record = self.metadata()
-            if record.get("status") not in metadata.FINAL:  # the runner could not say so itself
-                metadata.write_verdict(
-                    self._backend.storage,
-                    self._prefix,
-                    metadata.FAILED,
-                    "DeadlineExceeded",
-                    "stopped by the client after the timeout",
-                )
-        return "exception", self._no_result_error(status)
+        self._keep_logs()  # a killed runner (OOM, deadline) may have saved only part of them
+        failure = self._no_result_error(status)
+        self._record_verdict(failure)
+        return "exception", failure
+
+    def _record_verdict(self, error: JobError) -> None:
+        """Write why the job ended without a result, unless the runner already said so."""
+        try:
+            if self.metadata().get("status") in metadata.FINAL:
+                return
+            final = metadata.CANCELLED if isinstance(error, JobCancelledError) else metadata.FAILED
+            reason = str(error.evidence.get("reason") or type(error).__name__)
+            metadata.write_verdict(
+                self._backend.storage, self._prefix, final, reason, error.message
+            )
+        except Exception:  # the error matters more than its record
+            pass
 
     def _read_outcome(self) -> tuple[str, Any] | None:
         from ascend import wire

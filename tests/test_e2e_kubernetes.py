@@ -433,3 +433,48 @@ def test_project_jobs_run_in_the_project_namespace(
     assert handle.result(timeout=60) == "ok"
     assert handle.metadata()["compute"]["handle"].startswith("ascend-projects-fraud-detect/")
     assert handle.metadata()["project"] == "fraud-detect"
+
+
+@ascend(timeout=60, memory="100Mi", stream_logs=False)
+def talk_then_hog() -> int:
+    print("about to allocate", flush=True)
+    blocks = [bytearray(50 * 1024 * 1024) for _ in range(8)]
+    return len(blocks)
+
+
+def test_logs_of_a_killed_runner_are_saved_from_the_cluster(kube: KubeEmulator) -> None:
+    handle = talk_then_hog.submit()
+    with pytest.raises(OutOfMemoryError):
+        handle.result(timeout=60)
+    assert "about to allocate" in handle.logs()
+
+
+def test_finished_job_gets_the_short_ttl_once_logs_are_saved(kube: KubeEmulator) -> None:
+    from kubernetes import client
+
+    handle = double.submit(3)
+    assert handle.result(timeout=60) == 6
+    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
+        f"ascend-{handle.job_id}", NAMESPACE
+    )
+    assert job.spec.ttl_seconds_after_finished == 300
+
+
+@ascend(timeout=60, stream_logs=False)
+def vanish() -> None:
+    print("leaving without a word", flush=True)
+    time.sleep(0.3)  # output written in the very instant of a hard exit can be lost
+    os._exit(3)
+
+
+def test_container_exiting_without_a_result_gives_exit_code_and_last_lines(
+    kube: KubeEmulator,
+) -> None:
+    from ascend import JobFailedError
+
+    handle = vanish.submit()
+    with pytest.raises(JobFailedError) as caught:
+        handle.result(timeout=60)
+    assert caught.value.evidence["exit_code"] == 3
+    assert "leaving without a word" in "\n".join(caught.value.evidence["last_log_lines"])
+    assert handle.metadata()["status"] == "failed"

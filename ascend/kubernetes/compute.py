@@ -468,10 +468,33 @@ class KubernetesCompute(ComputeBackend):
     def _finish_logs(self, tracked: _Tracked) -> None:
         if tracked.log_thread is not None:
             tracked.log_thread.join(5.0)
-        self._shorten_ttl(tracked)
+
+    def logs(self, handle: str) -> str:
+        """The pod's log as the cluster still holds it ('' once the pod is gone)."""
+        tracked = self._tracked_for(handle)
+        chunks = []
+        for pod in self._pods(tracked):
+            try:
+                text = (
+                    self._core()
+                    .read_namespaced_pod_log(
+                        pod.metadata.name,
+                        tracked.namespace,
+                        container=CONTAINER,
+                        _preload_content=False,
+                    )
+                    .data.decode("utf-8", errors="replace")
+                )
+            except Exception:  # a pod that never started has no log
+                continue
+            chunks.append(text)
+        return "".join(chunks)
+
+    def release(self, handle: str) -> None:
+        """The caller saved logs and result: let the cluster remove the Job soon (TTL)."""
+        self._shorten_ttl(self._tracked_for(handle))
 
     def _shorten_ttl(self, tracked: _Tracked) -> None:
-        """The caller has what it needs: let the cluster clean up soon."""
         try:
             self._batch().patch_namespaced_job(
                 tracked.name,
