@@ -263,43 +263,36 @@ class Runner:
         finally:
             self._finish()
 
-    def _refuse(self, error: Exception, reason: str, code: int) -> int:
+    def _end_with(self, exception: BaseException, code: int, failure: dict[str, Any]) -> int:
+        """Write ``exception`` as the job's outcome, record the failure, return the exit code."""
         from ascend import wire
 
-        print(f"ascend runner: {error}", file=sys.stderr)
         try:
-            self._write_outcome(wire.dump_exception, error)
+            self._write_outcome(wire.dump_exception, exception)
         except Exception as write_error:
-            print(f"ascend runner: could not write the refusal: {write_error}", file=sys.stderr)
-        self._metadata(
-            "failed",
-            exit_code=code,
-            failure={"reason": reason, "message": str(error).splitlines()[0]},
-        )
+            print(f"ascend runner: could not write the outcome: {write_error}", file=sys.stderr)
+            code = EXIT_STORAGE
+        self._metadata("failed", exit_code=code, failure=failure)
         return code
 
-    def _failed(self, error: BaseException) -> int:
-        from ascend import wire
+    def _refuse(self, error: Exception, reason: str, code: int) -> int:
+        print(f"ascend runner: {error}", file=sys.stderr)
+        return self._end_with(
+            error, code, {"reason": reason, "message": str(error).splitlines()[0]}
+        )
 
-        outgoing = _travelling_exception(error)
-        try:
-            self._write_outcome(wire.dump_exception, outgoing)
-        except Exception as write_error:
-            print(f"ascend runner: could not write the exception: {write_error}", file=sys.stderr)
-            return EXIT_STORAGE
-        self._metadata(
-            "failed",
-            exit_code=EXIT_FUNCTION_FAILED,
-            failure={
+    def _failed(self, error: BaseException) -> int:
+        return self._end_with(
+            _travelling_exception(error),
+            EXIT_FUNCTION_FAILED,
+            {
                 "reason": "Exception",
                 "type": type(error).__qualname__,
                 "message": _first_line(error),
             },
         )
-        return EXIT_FUNCTION_FAILED
 
     def _out_of_memory(self, error: MemoryError) -> int:
-        from ascend import wire
         from ascend.errors import OutOfMemoryError
 
         text = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
@@ -315,16 +308,9 @@ class Runner:
             fix=f"raise memory= above {self.memory_label}, or process the data in smaller parts",
         )
         print(f"ascend runner: {oom.message}", file=sys.stderr)
-        try:
-            self._write_outcome(wire.dump_exception, oom)
-        except Exception as write_error:
-            print(f"ascend runner: could not write the error: {write_error}", file=sys.stderr)
-        self._metadata(
-            "failed",
-            exit_code=EXIT_OUT_OF_MEMORY,
-            failure={"reason": "OutOfMemory", "limit": self.memory_label},
+        return self._end_with(
+            oom, EXIT_OUT_OF_MEMORY, {"reason": "OutOfMemory", "limit": self.memory_label}
         )
-        return EXIT_OUT_OF_MEMORY
 
     def _limit_memory(self) -> None:
         if not self.rlimit_as:
