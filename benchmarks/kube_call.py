@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
+        os.environ["ASCEND_CLOUD_PROVIDER"] = "kubernetes"  # before ascend is imported
         from ascend.testing.kube import KubeEmulator
 
         kube = KubeEmulator().start()
