@@ -93,9 +93,13 @@ def read(storage: _Storage, prefix: str) -> dict[str, Any]:
     verdict = _read_json(storage, posixpath.join(prefix, VERDICT_FILE))
     merged = {**record, **status}
     if verdict is not None:
-        runner_done_first = status.get("status") in FINAL and str(
-            status.get("finished_at", "")
-        ) < str(verdict.get("at", ""))
+        # The runner's own "Terminated" is how a cancel looks from inside: the verdict explains it.
+        terminated = (status.get("failure") or {}).get("reason") == "Terminated"
+        runner_done_first = (
+            status.get("status") in FINAL
+            and not terminated
+            and str(status.get("finished_at", "")) < str(verdict.get("at", ""))
+        )
         if not runner_done_first:
             merged["status"] = verdict["status"]
             merged["failure"] = verdict.get("failure")

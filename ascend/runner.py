@@ -228,6 +228,17 @@ class Runner:
                 return self._refuse(error, "IntegrityError", EXIT_INTEGRITY)
             except VersionMismatchError as error:
                 return self._refuse(error, "VersionMismatch", EXIT_VERSION)
+            except Exception as error:  # a verified package that cannot be unpickled here
+                return self._refuse(
+                    SerializationError(
+                        f"the job package cannot be unpickled in the runner: "
+                        f"{type(error).__name__}: {error}",
+                        fix="a module it needs is missing where the job runs: add it to "
+                        "requirements=[...] or use an image that has it",
+                    ),
+                    "UnpicklingFailed",
+                    EXIT_FUNCTION_FAILED,
+                )
             self._limit_memory()
             try:
                 value = _call(fn, args, kwargs)
@@ -243,17 +254,20 @@ class Runner:
             try:
                 self._write_outcome(wire.dump_result, value)
             except SerializationError as error:
-                return self._failed(
-                    SerializationError(
-                        f"the function's result ({type(value).__name__}) cannot be pickled: "
-                        f"{error.message}",
-                        fix="return plain data (numbers, strings, lists, dicts, arrays)",
-                    )
-                )
+                error.fix = "return plain data (numbers, strings, lists, dicts, arrays)"
+                return self._failed(error)
             except MemoryError as error:
                 return self._out_of_memory(error)
             self._metadata("succeeded", exit_code=EXIT_OK)
             return EXIT_OK
+        except Exception as error:  # storage and the like: recorded while the log still runs
+            print(f"ascend runner: {type(error).__name__}: {error}", file=sys.stderr)
+            self._metadata(
+                "failed",
+                exit_code=EXIT_STORAGE,
+                failure={"reason": "RunnerError", "message": f"{type(error).__name__}: {error}"},
+            )
+            return EXIT_STORAGE
         except _Terminated:
             self._metadata(
                 "failed",

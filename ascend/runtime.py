@@ -98,13 +98,15 @@ class JobHandle:
     def done(self) -> bool:
         if self._outcome is not None:
             return True
-        return self._backend.compute.wait(self._handle, timeout=0).finished
+        return self._backend.compute.status(self._handle).finished
 
     def cancel(self) -> None:
         """Stop the job; it is recorded as cancelled. Cancelling a finished job does nothing."""
-        status = self._backend.compute.wait(self._handle, timeout=0)
-        if status.finished:
+        if self._backend.compute.status(self._handle).finished:
             return
+        self._backend.compute.cancel(self._handle)  # the verdict only once that has worked
+        if self.metadata().get("status") in (metadata.SUCCEEDED,):
+            return  # it finished in the meantime
         metadata.write_verdict(
             self._backend.storage,
             self._prefix,
@@ -112,7 +114,6 @@ class JobHandle:
             "Cancelled",
             "cancelled by the caller",
         )
-        self._backend.compute.cancel(self._handle)
 
     def logs(self) -> str:
         """Everything the function printed (stdout and stderr), as saved with the job."""
@@ -129,9 +130,13 @@ class JobHandle:
         :raises TimeoutError: ``timeout`` passed and the job still runs (it keeps running).
         :raises KeyboardInterrupt: after cancelling the job, on Ctrl-C.
         """
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"job {self.job_id} is still running after {timeout:g} s")
+        try:
             if self._outcome is None:
                 self._outcome = self._wait(timeout)
+        finally:
+            self._lock.release()
         kind, value = self._outcome
         if kind == "exception":
             raise value
@@ -328,7 +333,10 @@ def submit(
         metadata.write_record(storage, prefix, record)
         raise
     record["compute"] = {"backend": compute.name, "handle": handle}
-    metadata.write_record(storage, prefix, record)  # the client is this file's only writer
+    try:
+        metadata.write_record(storage, prefix, record)  # the client is this file's only writer
+    except Exception:  # the job runs: return its handle rather than orphan it
+        pass
     return JobHandle(job_id, backend, prefix, handle, function)
 
 

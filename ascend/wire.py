@@ -285,12 +285,12 @@ def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
 
 def dump_result(target: IO[bytes], value: Any) -> None:
     with envelope_writer(target, KIND_RESULT) as pickler:
-        pickler.dump(value)
+        _dump_one(pickler, value, f"the function's result ({type(value).__name__})")
 
 
 def dump_exception(target: IO[bytes], error: BaseException) -> None:
     with envelope_writer(target, KIND_EXCEPTION, exception_type=type(error).__qualname__) as p:
-        p.dump(error)
+        _dump_one(p, error, f"the exception ({type(error).__name__})")
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -478,3 +478,36 @@ def test_container_exiting_without_a_result_gives_exit_code_and_last_lines(
     assert caught.value.evidence["exit_code"] == 3
     assert "leaving without a word" in "\n".join(caught.value.evidence["last_log_lines"])
     assert handle.metadata()["status"] == "failed"
+
+
+def test_retries_survive_an_oom_kill_of_the_first_attempt(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    marker = tmp_path / "first-attempt"
+
+    @ascend(timeout=60, memory="100Mi", retries=1, stream_logs=False)
+    def flaky(path: str) -> str:
+        if not os.path.exists(path):
+            open(path, "w").close()
+            hog = [bytearray(50 * 1024 * 1024) for _ in range(8)]
+            return str(len(hog))
+        return "second attempt"
+
+    handle = flaky.submit(str(marker))
+    assert handle.result(timeout=60) == "second attempt"
+    assert handle.status() == "succeeded"
+
+
+def test_done_and_cancel_of_a_finished_job(kube: KubeEmulator) -> None:
+    from kubernetes import client
+
+    handle = nap.submit(1)
+    assert handle.done() is False
+    assert handle.result(timeout=60) == "rested"
+    assert handle.done() is True
+    handle.cancel()  # finished: nothing to do
+    assert handle.status() == "succeeded"
+    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
+        f"ascend-{handle.job_id}", NAMESPACE
+    )
+    assert job.metadata.name == f"ascend-{handle.job_id}"  # not deleted by the late cancel

@@ -40,6 +40,7 @@ IMAGE_PULL_REASONS = frozenset(
 )
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
+MAX_RECONNECTS = 5  # consecutive dropped watch connections before giving up
 
 
 @dataclass
@@ -263,6 +264,7 @@ class KubernetesCompute(ComputeBackend):
             selector = {"label_selector": f"job-name={tracked.name}"}
         resource_version: str | None = None
         seen_job = False
+        failures = 0
         try:
             while not stop.is_set():
                 if resource_version is None:
@@ -281,6 +283,8 @@ class KubernetesCompute(ComputeBackend):
                         tracked.namespace,
                         resource_version=resource_version,
                         timeout_seconds=WATCH_SECONDS,
+                        # a connection that dies silently must not hang the caller
+                        _request_timeout=(10, WATCH_SECONDS + 30),
                         **selector,
                     ):
                         if stop.is_set():
@@ -293,12 +297,20 @@ class KubernetesCompute(ComputeBackend):
                                 return
                             continue
                         events.put((kind, obj))
+                    failures = 0
                 except ApiException as error:
                     if error.status == 410:
                         resource_version = None  # expired: list again, then watch from there
                         self.expired_watches += 1
                         continue
                     raise
+                except (OSError, ValueError, TimeoutError) as error:
+                    # a dropped or timed-out connection: watch again from a fresh list
+                    failures += 1
+                    if failures > MAX_RECONNECTS:
+                        raise ComputeError(f"the watch kept failing: {error}") from error
+                    resource_version = None
+                    stop.wait(min(5.0, 0.5 * failures))
                 finally:
                     stream.stop()
         except Exception as error:  # surfaced in the caller's thread
@@ -313,8 +325,13 @@ class KubernetesCompute(ComputeBackend):
                     )
                 )
 
-    def _pod_verdict(self, tracked: _Tracked, pod: Any) -> JobStatus | None:
-        """Evidence in a pod that the job has ended or never will."""
+    def _pod_verdict(self, tracked: _Tracked, pod: Any, final: bool = False) -> JobStatus | None:
+        """Evidence in a pod that the job has ended or never will.
+
+        Image and configuration errors are raised at once. An OOM kill or an eviction is raised
+        only with ``final`` (the Job has failed and this is its newest pod): with retries the
+        Job may still succeed with another pod.
+        """
         statuses = pod.status.container_statuses or []
         for status in statuses:
             waiting = status.state.waiting if status.state else None
@@ -344,7 +361,7 @@ class KubernetesCompute(ComputeBackend):
                     fix="a secret or config map it needs is probably missing in the namespace",
                 )
             terminated = status.state.terminated if status.state else None
-            if terminated is not None and terminated.reason == "OOMKilled":
+            if final and terminated is not None and terminated.reason == "OOMKilled":
                 raise OutOfMemoryError(
                     f"the job ran out of memory: it exceeded its memory limit of "
                     f"{tracked.memory or 'its limit'} and was killed (OOMKilled)",
@@ -356,22 +373,24 @@ class KubernetesCompute(ComputeBackend):
                     },
                     fix="raise memory= in @ascend(...), or process the data in smaller parts",
                 )
-        if pod.status.phase == "Failed" and (
-            pod.status.reason in ("Evicted", "Preempting")
-            or _has_condition(pod, "DisruptionTarget")
+        if (
+            final
+            and pod.status.phase == "Failed"
+            and (
+                pod.status.reason in ("Evicted", "Preempting")
+                or _has_condition(pod, "DisruptionTarget")
+            )
         ):
-            retries = tracked.request.retries if tracked.request else 0
-            if not retries:
-                raise JobEvictedError(
-                    f"the job's pod was {'preempted' if pod.status.reason == 'Preempting' else 'evicted'}"
-                    f": {pod.status.message or pod.status.reason or 'disruption'}",
-                    evidence={
-                        "reason": pod.status.reason or "DisruptionTarget",
-                        "message": pod.status.message,
-                        "events": self._events(tracked),
-                    },
-                    fix="run it again; retries=N re-runs automatically after a disruption",
-                )
+            raise JobEvictedError(
+                f"the job's pod was {'preempted' if pod.status.reason == 'Preempting' else 'evicted'}"
+                f": {pod.status.message or pod.status.reason or 'disruption'}",
+                evidence={
+                    "reason": pod.status.reason or "DisruptionTarget",
+                    "message": pod.status.message,
+                    "events": self._events(tracked),
+                },
+                fix="run it again; retries=N re-runs automatically after a disruption",
+            )
         return None
 
     def _job_verdict(self, tracked: _Tracked, job: Any, pod: Any) -> JobStatus | None:
@@ -385,9 +404,12 @@ class KubernetesCompute(ComputeBackend):
                 self._finish_logs(tracked)
                 # The Job's verdict can arrive before the pod's last update: read the pods once
                 # so that an OOMKill or an eviction is reported as what it is.
-                for latest in self._pods(tracked):
-                    pod = latest
-                    self._pod_verdict(tracked, latest)
+                pods = sorted(
+                    self._pods(tracked), key=lambda p: str(p.metadata.creation_timestamp or "")
+                )
+                if pods:
+                    pod = pods[-1]
+                    self._pod_verdict(tracked, pod, final=True)
                 if condition.reason == "DeadlineExceeded":
                     return JobStatus(TIMED_OUT, None, "DeadlineExceeded", condition.message)
                 exit_code = _exit_code(pod)
@@ -433,6 +455,27 @@ class KubernetesCompute(ComputeBackend):
     def _give_up(self, tracked: _Tracked) -> None:
         """The job can never run: delete it so nothing waits in the cluster either."""
         self._delete(tracked)
+
+    def status(self, handle: str) -> JobStatus:
+        """The Job's state now, from one GET (no watch): for ``done()`` and ``cancel()``."""
+        from kubernetes.client.exceptions import ApiException
+
+        tracked = self._tracked_for(handle)
+        try:
+            job = self._batch().read_namespaced_job(tracked.name, tracked.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return JobStatus(FAILED, None, "Deleted", "the job no longer exists")
+            raise _api_error(error, tracked.namespace, "read the job") from None
+        for condition in job.status.conditions or []:
+            if condition.status != "True":
+                continue
+            if condition.type == "Complete":
+                return JobStatus(SUCCEEDED, 0)
+            if condition.type == "Failed":
+                state = TIMED_OUT if condition.reason == "DeadlineExceeded" else FAILED
+                return JobStatus(state, None, condition.reason, condition.message)
+        return JobStatus(RUNNING)
 
     # -- logs --------------------------------------------------------------------------------
 
