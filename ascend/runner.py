@@ -357,6 +357,7 @@ class Runner:
 
     def _finish(self) -> None:
         self._done.set()
+        _stop_children()  # the job ends with its function: what it started ends too
         if self.tee is not None:
             self.tee.close()
         self.upload_logs()
@@ -365,6 +366,23 @@ class Runner:
             os.rmdir(self._log_dir)
         except OSError:
             pass
+
+
+def _stop_children() -> None:
+    """SIGTERM every other process of our process group (we lead it: a pod, or a local job).
+
+    Without this, a background process the function started would keep the job (and the log
+    pipes) alive after the function returned.
+    """
+    if os.getpgrp() != os.getpid() or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def process_start_ticks(pid: int) -> int | None:

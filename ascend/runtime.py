@@ -124,17 +124,18 @@ class JobHandle:
         except StorageNotFoundError:
             return ""
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None, *, cancel_on_interrupt: bool = True) -> Any:
         """Wait for the job (at most ``timeout`` seconds) and return its result.
 
         :raises TimeoutError: ``timeout`` passed and the job still runs (it keeps running).
-        :raises KeyboardInterrupt: after cancelling the job, on Ctrl-C.
+        :raises KeyboardInterrupt: on Ctrl-C, after cancelling the job unless
+            ``cancel_on_interrupt`` is false (a job someone else started, say).
         """
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError(f"job {self.job_id} is still running after {timeout:g} s")
         try:
             if self._outcome is None:
-                self._outcome = self._wait(timeout)
+                self._outcome = self._wait(timeout, cancel_on_interrupt)
         finally:
             self._lock.release()
         kind, value = self._outcome
@@ -142,8 +143,8 @@ class JobHandle:
             raise value
         return value
 
-    def _wait(self, timeout: float | None) -> tuple[str, Any]:
-        outcome = self._wait_for_outcome(timeout)
+    def _wait(self, timeout: float | None, cancel_on_interrupt: bool = True) -> tuple[str, Any]:
+        outcome = self._wait_for_outcome(timeout, cancel_on_interrupt)
         try:
             self._backend.compute.release(self._handle)
         except Exception:  # cleanup is the backend's business; the outcome stands
@@ -163,11 +164,14 @@ class JobHandle:
         except Exception:  # the logs are a convenience; never mask the outcome
             pass
 
-    def _wait_for_outcome(self, timeout: float | None) -> tuple[str, Any]:
+    def _wait_for_outcome(
+        self, timeout: float | None, cancel_on_interrupt: bool = True
+    ) -> tuple[str, Any]:
         try:
             status = self._backend.compute.wait(self._handle, timeout)
         except KeyboardInterrupt:
-            self.cancel()
+            if cancel_on_interrupt:
+                self.cancel()
             raise
         except JobError as error:  # the backend saw the job cannot finish: record why
             error.job_id = error.job_id or self.job_id

@@ -143,7 +143,7 @@ def result(job_id: str, timeout: float | None) -> None:
     """
     handle = _handle(job_id)
     try:
-        value = handle.result(timeout=timeout)
+        value = handle.result(timeout=timeout, cancel_on_interrupt=False)
     except TimeoutError as error:
         if isinstance(error, Exception) and type(error) is TimeoutError:
             raise click.ClickException(str(error)) from None

@@ -8,6 +8,7 @@ Gone) is resumed from a fresh list.
 
 from __future__ import annotations
 
+import codecs
 import queue
 import sys
 import threading
@@ -335,7 +336,7 @@ class KubernetesCompute(ComputeBackend):
         statuses = pod.status.container_statuses or []
         for status in statuses:
             waiting = status.state.waiting if status.state else None
-            if waiting is not None and waiting.reason in IMAGE_PULL_REASONS:
+            if waiting is not None and _image_will_not_come(waiting):
                 self._give_up(tracked)
                 raise ImagePullError(
                     f"image {status.image} cannot be pulled: {waiting.reason}"
@@ -502,8 +503,9 @@ class KubernetesCompute(ComputeBackend):
                 follow=True,
                 _preload_content=False,
             )
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in response.stream(65536):
-                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.write(decoder.decode(chunk))  # characters split across chunks survive
                 sys.stdout.flush()
         except Exception:
             return  # the runner saves the log to storage; live output is a convenience
@@ -564,6 +566,28 @@ class KubernetesCompute(ComputeBackend):
         except ApiException as error:
             if error.status != 404:
                 raise _api_error(error, tracked.namespace, "delete the job") from None
+
+
+def _image_will_not_come(waiting: Any) -> bool:
+    """A pull failure that retrying will not fix: back-off (it failed already), a bad name, or
+    a registry that says the image is missing or refused. A first ErrImagePull for another
+    reason (a registry hiccup) gets the kubelet's retry."""
+    if waiting.reason not in IMAGE_PULL_REASONS:
+        return False
+    if waiting.reason != "ErrImagePull":
+        return True
+    message = (waiting.message or "").lower()
+    return any(
+        word in message
+        for word in (
+            "not found",
+            "manifest unknown",
+            "unauthorized",
+            "denied",
+            "forbidden",
+            "invalid",
+        )
+    )
 
 
 def _has_condition(pod: Any, kind: str) -> bool:

@@ -341,10 +341,20 @@ def _is_our_runner(pid: int, handle: str) -> bool:
 
 
 def _kill_group(pid: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """SIGTERM a runner we did not start, give it the grace period to record its end, then
+    SIGKILL what is left."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + GRACE_SECONDS
+    while time.monotonic() < end:
         try:
-            os.killpg(pid, sig)
+            os.killpg(pid, 0)
         except ProcessLookupError:
             return
-        if sig == signal.SIGTERM:
-            time.sleep(0.2)
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
