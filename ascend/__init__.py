@@ -148,8 +148,11 @@ def _invoked_as_tool() -> bool:
         module = None
         if arg == "-m" and index + 1 < len(argv):
             module = argv[index + 1]
-        elif arg.startswith("-m") and len(arg) > 2:
-            module = arg[2:]
+        elif arg.startswith("-") and not arg.startswith("--") and "m" in arg[1:]:
+            # clustered flags: -Im ascend, -um ascend, -mascend
+            flags, _, rest = arg[1:].partition("m")
+            if flags.isalpha() or not flags:
+                module = rest or (argv[index + 1] if index + 1 < len(argv) else "")
         if module is not None:
             return module == "ascend" or module.startswith("ascend.")
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""

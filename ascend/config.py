@@ -102,9 +102,9 @@ def provider_selected_in_files(
     def selects(path: Path | None) -> bool:
         try:
             return path is not None and bool(
-                _SELECTS_PROVIDER.search(path.read_text(encoding="utf-8"))
+                _SELECTS_PROVIDER.search(path.read_text(encoding="utf-8-sig"))
             )
-        except OSError:
+        except (OSError, ValueError):  # unreadable: the full loader reports it
             return False
 
     # The user directory is resolved only when the project file does not decide.
@@ -116,7 +116,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -124,6 +124,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"{where}: not valid YAML: {getattr(error, 'problem', error)}",
             fix="fix the syntax; 'ascend config validate' re-checks the file",
         ) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.start}: {error.reason})",
+            fix="save the file as UTF-8",
+        ) from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read: {error}") from error
     if data is None:

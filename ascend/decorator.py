@@ -78,6 +78,16 @@ def validate_options(
         )
     normalized: tuple[str, ...] | None = None
     if requirements is not None:
+        if not isinstance(requirements, str):
+            try:
+                requirements = list(requirements)  # once: a generator is consumed here
+            except TypeError:
+                raise _invalid(
+                    "requirements",
+                    requirements,
+                    "must be a list of requirements",
+                    "for example requirements=['numpy>=1.26']",
+                ) from None
         if isinstance(requirements, str):
             raise _invalid(
                 "requirements",
@@ -95,7 +105,9 @@ def validate_options(
                 "requirements", list(requirements), error.message, error.fix or ""
             ) from None
     if base_image is not None and (
-        not isinstance(base_image, str) or not base_image.strip() or " " in base_image
+        not isinstance(base_image, str)
+        or not base_image.strip()
+        or any(character.isspace() for character in base_image)
     ):
         raise _invalid(
             "base_image",
@@ -104,6 +116,10 @@ def validate_options(
             "for example base_image='python:3.11-slim'",
         )
     environment: dict[str, str] = {}
+    if env is not None and not isinstance(env, Mapping):
+        raise _invalid(
+            "env", env, "must be a mapping of names to values", "for example env={'MODE': 'fast'}"
+        )
     for key, value in (env or {}).items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
             raise _invalid(
@@ -128,6 +144,13 @@ def validate_options(
             )
         environment[key] = value
     if node_type is not None:
+        if not isinstance(node_type, str) or not node_type.strip():
+            raise _invalid(
+                "node_type",
+                node_type,
+                "must be the name of a node type",
+                "for example node_type='gpu-t4'",
+            )
         _check_node_type(node_type)
     return CallOptions(
         cpu=cpu,

@@ -34,8 +34,13 @@ def parse_quantity(text: str) -> Decimal:
     match = _QUANTITY.match(text.strip())
     if not match:
         raise ValueError("not a Kubernetes quantity (examples: '500m', '2', '512Mi', '4Gi')")
-    number = Decimal(match.group("number"))
-    suffix = match.group("suffix")
+    try:
+        return _value(Decimal(match.group("number")), match.group("suffix"))
+    except ArithmeticError:
+        raise ValueError("the value is too large") from None
+
+
+def _value(number: Decimal, suffix: str) -> Decimal:
     if suffix in _BINARY:
         return number * _BINARY[suffix]
     if suffix in _DECIMAL:

@@ -132,6 +132,12 @@ class OCIRegistry(ContainerRegistry):
         elif scheme == "bearer":
             self._token = self._bearer_token(challenge, repository)
             status, _ = self._request("HEAD", path, auth=f"Bearer {self._token}")
+        else:
+            raise RegistryError(
+                f"registry {self._host} asks for {scheme!r} authentication, which Ascend does "
+                "not speak (it speaks Basic and Bearer tokens)",
+                fix="install a plugin that provides ascend_registry for this registry",
+            )
         if status == 401:
             raise RegistryError(
                 f"registry {self._host} refused the credentials",
@@ -181,7 +187,8 @@ class OCIRegistry(ContainerRegistry):
         if not realm:
             raise RegistryError(f"registry {self._host} sent a Bearer challenge without a realm")
         params.setdefault("scope", f"repository:{repository}:pull")
-        request = urllib.request.Request(realm + "?" + urllib.parse.urlencode(params))
+        joiner = "&" if "?" in realm else "?"
+        request = urllib.request.Request(realm + joiner + urllib.parse.urlencode(params))
         with contextlib.suppress(RegistryError):  # no credentials: anonymous token
             request.add_header("Authorization", self._basic_header())
         try:

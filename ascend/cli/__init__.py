@@ -136,12 +136,14 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: expected errors print their message and fix, no traceback."""
+    """Console-script entry point: expected errors print their message and fix, no traceback.
+
+    The exit code comes only from ``Exit`` (and errors), never from a command's return value.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = cli.main(args=argv, prog_name="ascend", standalone_mode=False)
-        # click returns the exit code of Exit(n) in this mode, and the command's value otherwise
-        if isinstance(code, int):
-            return code
+        with cli.make_context("ascend", args) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as done:
         return int(done.exit_code or 0)
     except click.ClickException as error:

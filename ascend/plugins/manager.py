@@ -77,7 +77,7 @@ class PluginFailure:
     name: str
     distribution: str | None
     version: str | None
-    stage: str  # "import", "register", "validate"
+    stage: str  # "import", "register", "validate", "call"
     error: BaseException
 
     @property
@@ -348,9 +348,16 @@ class AscendPluginManager(pluggy.PluginManager):
             if impl.wrapper or impl.hookwrapper:
                 continue
             args = [kwargs[name] for name in impl.argnames]
-            result = impl.function(*args)
-            for item in result or ():
-                items.append((item, impl.plugin_name))
+            try:
+                contributed = list(impl.function(*args) or ())
+            except PluginHookError as error:
+                if self.strict:
+                    raise
+                # one broken plugin must not take everyone else's contributions down
+                dist, version = self._dists.get(impl.plugin_name, (None, None))
+                self._report(PluginFailure(impl.plugin_name, dist, version, "call", error.error))
+                continue
+            items.extend((item, impl.plugin_name) for item in contributed)
         return items
 
     def named_records(
