@@ -36,6 +36,8 @@ from ascend.quantities import memory_bytes
 from ascend.runner import process_start_ticks
 
 GRACE_SECONDS = 5.0
+# Variables read when the interpreter or the loader starts: a warm runner would ignore them.
+STARTUP_PREFIXES = ("PYTHON", "LD_", "DYLD_", "MALLOC_", "OMP_", "MKL_", "OPENBLAS_")
 EXIT_DEADLINE = 7  # ascend.runner.EXIT_DEADLINE (not imported: the runner module is for pods)
 
 
@@ -112,14 +114,14 @@ class _SparePool:
         self._lock = threading.Lock()
         atexit.register(self.close)
 
-    def spawn(self, python: str) -> subprocess.Popen[bytes]:
+    def spawn(self, python: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         try:
             return subprocess.Popen(
                 [python, "-m", "ascend.runner", "--wait-for-job"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=_base_env(),
+                env=env or _base_env(),
                 start_new_session=True,
             )
         except OSError as error:
@@ -170,11 +172,17 @@ class LocalCompute(ComputeBackend):
         self._jobs: dict[str, _LocalJob] = {}
         self._lock = threading.Lock()
 
-    def _start(self, message: bytes) -> subprocess.Popen[bytes]:
-        """Hand the job to the warm spare (or a new runner) and keep a new spare ready."""
-        spare = SPARES.take(self.python) if self.warm_start else None
+    def _start(
+        self, message: bytes, cold_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Hand the job to the warm spare (or a new runner) and keep a new spare ready.
+
+        ``cold_env``: start a fresh runner with this environment instead, for variables that
+        only take effect when Python starts (PYTHONHASHSEED, LD_LIBRARY_PATH, ...).
+        """
+        spare = SPARES.take(self.python) if self.warm_start and cold_env is None else None
         for process in [spare, None]:
-            process = process or SPARES.spawn(self.python)
+            process = process or SPARES.spawn(self.python, cold_env)
             if process.poll() is not None:
                 continue
             try:
@@ -221,7 +229,8 @@ class LocalCompute(ComputeBackend):
             ASCEND_MEMORY=request.memory,
         )
         message = json.dumps({"env": env, "cwd": os.getcwd()}).encode() + b"\n"
-        process = self._start(message)
+        at_startup = any(key.startswith(STARTUP_PREFIXES) for key in request.env)
+        process = self._start(message, cold_env=env if at_startup else None)
         job = _LocalJob(process, deadline=time.monotonic() + request.timeout)
         for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
             assert source is not None  # drained even when not shown, so the runner never blocks

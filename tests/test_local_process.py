@@ -1,4 +1,4 @@
-"""A job ends with its function: processes it started do not outlive it or delay its end."""
+"""The local runner process: children end with the job; start-up variables take effect."""
 
 from __future__ import annotations
 
@@ -42,3 +42,12 @@ def test_background_children_are_stopped_when_the_function_returns(local: Path) 
         time.sleep(0.05)
     else:
         pytest.fail(f"the job's child process {pid} outlived the job")
+
+
+@ascend(timeout=60, stream_logs=False, env={"PYTHONHASHSEED": "0"})
+def seeded_hash() -> int:
+    return hash("abc")
+
+
+def test_startup_variables_in_env_take_effect(local: Path) -> None:
+    assert seeded_hash() == seeded_hash()  # a warm runner would have ignored PYTHONHASHSEED
