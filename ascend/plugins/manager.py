@@ -25,6 +25,7 @@ import functools
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -560,6 +561,7 @@ def _distribution_of(module_path: str) -> tuple[str | None, str | None]:
 
 
 _override: AscendPluginManager | None = None
+_build_lock = threading.RLock()
 
 
 @functools.cache
@@ -574,7 +576,10 @@ def get_plugin_manager() -> AscendPluginManager:
     Tests and embedders swap it with :func:`use_plugin_manager`, or rebuild it after changing
     the environment with :func:`reset_plugin_manager`.
     """
-    return _override if _override is not None else _default_plugin_manager()
+    if _override is not None:
+        return _override
+    with _build_lock:  # two threads using Ascend for the first time build one manager
+        return _default_plugin_manager()
 
 
 def use_plugin_manager(pm: AscendPluginManager | None) -> AscendPluginManager | None:
