@@ -194,8 +194,10 @@ class JobHandle:
     def _record_verdict(self, error: JobError) -> None:
         """Write why the job ended without a result, unless the runner already said so."""
         try:
-            if self.metadata().get("status") in metadata.FINAL:
-                return
+            record = self.metadata()
+            runner_knew = (record.get("failure") or {}).get("reason") != "Terminated"
+            if record.get("status") in metadata.FINAL and runner_knew:
+                return  # the runner recorded the real cause; "Terminated" is only how it felt
             final = metadata.CANCELLED if isinstance(error, JobCancelledError) else metadata.FAILED
             reason = str(error.evidence.get("reason") or type(error).__name__)
             metadata.write_verdict(
@@ -232,6 +234,8 @@ class JobHandle:
             pass
         failure = record.get("failure") or {}
         reason = failure.get("reason") or status.reason
+        if reason == "Terminated" and status.reason:
+            reason = status.reason  # the runner only saw a SIGTERM; the backend knows why
         evidence = {
             "exit_code": status.exit_code,
             "reason": reason,

@@ -125,10 +125,14 @@ def test_out_of_memory_is_oomkilled_with_the_limit(kube: KubeEmulator) -> None:
 
 def test_deadline_is_a_timeout_error(kube: KubeEmulator) -> None:
     started = time.monotonic()
+    handle = overrun.submit()
     with pytest.raises(JobTimeoutError):
-        overrun()
+        handle.result(timeout=60)
     assert time.monotonic() - started < 20
     assert kube.running_pids() == []
+    record = handle.metadata()
+    assert record["status"] == "failed"
+    assert record["failure"]["reason"] == "DeadlineExceeded"
 
 
 def test_unschedulable_fails_after_pending_timeout_with_the_schedulers_message(
