@@ -24,10 +24,30 @@ CASES = {
     "import pluggy, click, yaml": "import pluggy, click, yaml",
     "import ascend": "import ascend",
     "import ascend (.ascend.yaml)": "import ascend",
+    "import ascend (plugin provider)": "import ascend",
 }
-# The last case selects the provider in a project file instead of the environment, so the
-# import also finds and parses the YAML file.
+# The file case selects the provider in a project file instead of the environment, so the
+# import also finds and scans the file. The plugin case selects nothing: a provider plugin is
+# installed (an entry point), so the import check discovers and loads the plugins to find it.
 FILE_CASE = "import ascend (.ascend.yaml)"
+PLUGIN_CASE = "import ascend (plugin provider)"
+PLUGIN_SOURCE = (
+    "from ascend import Provider, hookimpl\n\n"
+    "@hookimpl\ndef ascend_providers():\n    return [Provider('benchcloud')]\n"
+)
+
+
+def install_provider_plugin(site: str) -> None:
+    """A tiny installed distribution with an ``ascend`` entry point, as pip would lay it out."""
+    os.makedirs(site)
+    with open(os.path.join(site, "bench_provider.py"), "w") as handle:
+        handle.write(PLUGIN_SOURCE)
+    info = os.path.join(site, "bench_provider-1.0.dist-info")
+    os.mkdir(info)
+    with open(os.path.join(info, "METADATA"), "w") as handle:
+        handle.write("Metadata-Version: 2.1\nName: bench-provider\nVersion: 1.0\n")
+    with open(os.path.join(info, "entry_points.txt"), "w") as handle:
+        handle.write("[ascend]\nbench = bench_provider\n")
 
 
 def sample(code: str, env: dict[str, str], cwd: str) -> float:
@@ -67,12 +87,19 @@ def main() -> None:
         os.mkdir(project)
         with open(os.path.join(project, ".ascend.yaml"), "w") as handle:
             handle.write("cloud_provider: kubernetes\nstorage_url: memory://bench\n")
+        site = os.path.join(cwd, "site")
+        install_provider_plugin(site)
+        plugin_env = dict(file_env)
+        plugin_env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
         # Interleave the cases round by round so that load drifting over time (other work on
         # the machine) affects every case alike.
         samples: dict[str, list[float]] = {name: [] for name in CASES}
         for _ in range(runs):
             for name, code in CASES.items():
-                case_env, case_cwd = (file_env, project) if name == FILE_CASE else (env, cwd)
+                case_env, case_cwd = {
+                    FILE_CASE: (file_env, project),
+                    PLUGIN_CASE: (plugin_env, cwd),
+                }.get(name, (env, cwd))
                 samples[name].append(sample(code, case_env, case_cwd))
         medians = {name: statistics.median(values) for name, values in samples.items()}
     bare = medians["bare interpreter"]
@@ -82,10 +109,9 @@ def main() -> None:
     for name, value in medians.items():
         print(f"  {name:28s} {value * 1000:7.1f} ms   (+{(value - bare) * 1000:6.1f} ms over bare)")
     print(f"  import ascend / bare interpreter:            {medians['import ascend'] / bare:5.2f}x")
-    print(
-        f"  import ascend / import pluggy, click, yaml:  "
-        f"{medians['import ascend'] / medians['import pluggy, click, yaml']:5.2f}x"
-    )
+    for name in ("import ascend", FILE_CASE, PLUGIN_CASE):
+        ratio = medians[name] / medians["import pluggy, click, yaml"]
+        print(f"  {name} / import pluggy, click, yaml: {ratio:5.2f}x")
     print(
         f"  added cost over bare, ascend vs pluggy+click+yaml: {ours * 1000:.1f} ms vs "
         f"{baseline * 1000:.1f} ms"
