@@ -158,6 +158,18 @@ def write_client(tmp_path: Path, body: str, name: str = "client.py") -> Path:
     return script
 
 
+def start_client(script: Path, storage: Path, cwd: Path) -> subprocess.Popen[str]:
+    """Run a client script written by :func:`write_client`, with pipes for its output."""
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        env=client_env(storage),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def runner_env(package: Path, result: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -682,14 +694,7 @@ def test_ctrl_c_in_the_client_cancels_the_job(local: Path, tmp_path: Path) -> No
         handle.result()
         """,
     )
-    client = subprocess.Popen(
-        [sys.executable, str(script)],
-        env=client_env(local),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    client = start_client(script, local, tmp_path)
     try:
         assert client.stdout is not None
         job_id = client.stdout.readline().strip()
@@ -721,14 +726,7 @@ def test_output_arrives_live_and_is_saved(local: Path, tmp_path: Path) -> None:
         print("LOGS", repr(handle.logs()), flush=True)
         """,
     )
-    client = subprocess.Popen(
-        [sys.executable, str(script)],
-        env=client_env(local),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    client = start_client(script, local, tmp_path)
     arrivals: list[tuple[float, str]] = []
     try:
         assert client.stdout is not None
@@ -808,14 +806,7 @@ def _submit_and_kill_client(storage: Path, tmp_path: Path, seconds: float, value
         handle.result()
         """,
     )
-    client = subprocess.Popen(
-        [sys.executable, str(script)],
-        env=client_env(storage),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    client = start_client(script, storage, tmp_path)
     try:
         assert client.stdout is not None
         job_id = client.stdout.readline().strip()

@@ -124,6 +124,9 @@ class AscendPluginManager(pluggy.PluginManager):
         self._sources: dict[str, str] = {}
         self._dists: dict[str, tuple[str | None, str | None]] = {}
         self._reported: set[str] = set()
+        # Collected records (settings, providers, node types) per hook, until plugins change:
+        # every configuration load asks for them, and plugins do not change between calls.
+        self._records: dict[str, Any] = {}
         self.add_hookspecs(hookspecs)
         self.hook.ascend_addhooks.call_historic(kwargs={"pluginmanager": self})
 
@@ -133,6 +136,7 @@ class AscendPluginManager(pluggy.PluginManager):
         """Register ``plugin``; registering the same object twice is a no-op, not an error."""
         if self.is_registered(plugin):
             return self.get_name(plugin)
+        self._records.clear()
         plugin_name = super().register(plugin, name)
         if plugin_name is None:  # blocked
             return None
@@ -145,6 +149,10 @@ class AscendPluginManager(pluggy.PluginManager):
                         impl.function, caller.name, plugin_name
                     )
         return plugin_name
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self._records.clear()
+        return super().unregister(plugin, name)
 
     def get_canonical_name(self, plugin: object) -> str:
         name = getattr(plugin, "__name__", None)
@@ -366,6 +374,8 @@ class AscendPluginManager(pluggy.PluginManager):
     ) -> dict[str, tuple[R, str]]:
         """Records from a collecting hook by ``name``; a wrong type or a name declared twice is
         an error naming the plugins."""
+        if hook_name in self._records:
+            return dict(self._records[hook_name])
         found: dict[str, tuple[R, str]] = {}
         for record, plugin in self.collect(hook_name):
             if not isinstance(record, record_type):
@@ -386,6 +396,7 @@ class AscendPluginManager(pluggy.PluginManager):
                     fix=f"disable one with ASCEND_DISABLED_PLUGINS={plugin}",
                 )
             found[name] = (record, plugin)
+        self._records[hook_name] = dict(found)
         return found
 
     def providers(self) -> dict[str, tuple[Provider, str]]:
@@ -399,6 +410,9 @@ class AscendPluginManager(pluggy.PluginManager):
     def settings(self) -> dict[str, tuple[Setting, str]]:
         """Every declared setting by key, with the plugin that declared it."""
         from ascend.config import CONTROL_ENV_VARS
+
+        if "ascend_settings" in self._records:
+            return dict(self._records["ascend_settings"])
 
         found: dict[str, tuple[Setting, str]] = {}
         env_vars: dict[str, str] = {}
@@ -428,6 +442,7 @@ class AscendPluginManager(pluggy.PluginManager):
                 )
             found[setting.name] = (setting, plugin)
             env_vars[setting.env_var] = setting.name
+        self._records["ascend_settings"] = dict(found)
         return found
 
     def cli_commands(self) -> tuple[dict[str, tuple[Any, str]], list[CommandClashError]]:
