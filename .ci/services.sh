@@ -402,8 +402,9 @@ env_azurite() {
     endpoint="http://127.0.0.1:$(recorded_port azurite)/$AZURITE_ACCOUNT"
     cat <<EOF
 # azurite (Azure Blob)
-export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=$endpoint;'
-export ASCEND_TEST_AZURITE='1'
+# Not AZURE_STORAGE_CONNECTION_STRING: adlfs reads that by itself, which would let a test pass
+# without the code under test passing the connection string on.
+export ASCEND_TEST_AZURITE='DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=$endpoint;'
 EOF
 }
 

@@ -124,6 +124,11 @@ class CloudBackend:
         )
         return compute
 
+    def validate_job(self, request: Any) -> None:
+        """Let every plugin refuse ``request`` before anything is uploaded
+        (``ascend_validate_job``)."""
+        self._pm.hook.ascend_validate_job(config=self.config, request=request)
+
     def describe(self) -> dict[str, dict[str, str | None]]:
         """Which plugin answers each backend hook, or the error that stops it (no side effects
         beyond building the parts)."""

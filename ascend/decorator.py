@@ -15,7 +15,7 @@ from ascend.errors import ConfigError
 from ascend.runtime import CallOptions, JobHandle
 
 if TYPE_CHECKING:
-    pass
+    from ascend.plugins.types import NodeType
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,10 +26,14 @@ def _invalid(parameter: str, value: Any, reason: str, fix: str) -> ConfigError:
     return ConfigError(f"@ascend({parameter}={value!r}): {reason}", fix=fix)
 
 
+DEFAULT_CPU = "1"
+DEFAULT_MEMORY = "2Gi"
+
+
 def validate_options(
     *,
-    cpu: str,
-    memory: str,
+    cpu: str | None,
+    memory: str | None,
     timeout: int,
     stream_logs: bool,
     requirements: Iterable[str] | None,
@@ -44,13 +48,13 @@ def validate_options(
     from ascend.quantities import cpu_cores, memory_bytes
 
     try:
-        cpu_cores(cpu)
+        cores = None if cpu is None else cpu_cores(cpu)
     except ValueError as error:
         raise _invalid(
             "cpu", cpu, str(error), "use cores ('2', '0.5') or millicores ('500m')"
         ) from None
     try:
-        memory_bytes(memory)
+        size = None if memory is None else memory_bytes(memory)
     except ValueError as error:
         raise _invalid(
             "memory", memory, str(error), "use a quantity such as '512Mi' or '4Gi'"
@@ -151,10 +155,31 @@ def validate_options(
                 "must be the name of a node type",
                 "for example node_type='gpu-t4'",
             )
-        _check_node_type(node_type)
+        kind = _check_node_type(node_type)
+        if kind is not None:
+            # A node type's cpu/memory are what one job can have on its node: the default,
+            # and the most that fits.
+            if cores is not None and cores > cpu_cores(kind.cpu):
+                raise _invalid(
+                    "cpu",
+                    cpu,
+                    f"does not fit node type {node_type!r}, whose nodes can give a job at most "
+                    f"cpu={kind.cpu!r}",
+                    f"leave cpu out to get {kind.cpu!r}, or pick a larger node type",
+                )
+            if size is not None and size > memory_bytes(kind.memory):
+                raise _invalid(
+                    "memory",
+                    memory,
+                    f"does not fit node type {node_type!r}, whose nodes can give a job at most "
+                    f"memory={kind.memory!r}",
+                    f"leave memory out to get {kind.memory!r}, or pick a larger node type",
+                )
+            cpu = kind.cpu if cpu is None else cpu
+            memory = kind.memory if memory is None else memory
     return CallOptions(
-        cpu=cpu,
-        memory=memory,
+        cpu=DEFAULT_CPU if cpu is None else cpu,
+        memory=DEFAULT_MEMORY if memory is None else memory,
         timeout=timeout,
         stream_logs=stream_logs,
         requirements=normalized,
@@ -167,11 +192,14 @@ def validate_options(
     )
 
 
-def _check_node_type(node_type: str) -> None:
+def _check_node_type(node_type: str) -> NodeType | None:
+    """The catalog entry of ``node_type`` (``None`` when no plugin has a catalog)."""
     from ascend.plugins.manager import get_plugin_manager
 
     catalog = get_plugin_manager().node_types()
-    if catalog and node_type not in catalog:
+    if not catalog:
+        return None
+    if node_type not in catalog:
         known = ", ".join(sorted(catalog))
         raise _invalid(
             "node_type",
@@ -179,6 +207,7 @@ def _check_node_type(node_type: str) -> None:
             f"is not a known node type (known: {known})",
             "pick one of the known node types",
         )
+    return catalog[node_type][0]
 
 
 class RemoteFunction(Generic[P, R]):
@@ -215,8 +244,8 @@ def ascend(fn: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 @overload
 def ascend(
     *,
-    cpu: str = ...,
-    memory: str = ...,
+    cpu: str | None = ...,
+    memory: str | None = ...,
     timeout: int = ...,
     stream_logs: bool = ...,
     requirements: Iterable[str] | None = ...,
@@ -233,8 +262,8 @@ def ascend(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    cpu: str = "1",
-    memory: str = "2Gi",
+    cpu: str | None = None,
+    memory: str | None = None,
     timeout: int = 3600,
     stream_logs: bool = True,
     requirements: Iterable[str] | None = None,
@@ -247,9 +276,10 @@ def ascend(
 ) -> Any:
     """Run the decorated function remotely; see the README's decorator reference.
 
-    :param cpu: CPU request and limit, a Kubernetes quantity ("2", "500m").
+    :param cpu: CPU request and limit, a Kubernetes quantity ("2", "500m"); default "1", or
+        with ``node_type`` what one job can have on that node.
     :param memory: memory request and limit ("512Mi", "4Gi"); exceeding it is an
-        :class:`~ascend.errors.OutOfMemoryError`.
+        :class:`~ascend.errors.OutOfMemoryError`. Default "2Gi", or the node type's.
     :param timeout: seconds before the job is stopped (:class:`~ascend.errors.JobTimeoutError`).
     :param stream_logs: print the function's output here as it runs.
     :param requirements: pip requirements the job needs (an image is built for them).

@@ -308,6 +308,7 @@ def submit(
     )
     compute = backend.compute
     compute.check(request)
+    backend.validate_job(request)
     wire.check_arguments(fn, args, kwargs)
     with storage.open(posixpath.join(prefix, metadata.PACKAGE_FILE), "wb") as target:
         wire.dump_package(target, fn, args, kwargs, job_id=job_id)

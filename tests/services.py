@@ -15,10 +15,17 @@ import pytest
 
 SERVICES = {
     "moto": "ASCEND_TEST_S3_ENDPOINT",
-    "azurite": "AZURE_STORAGE_CONNECTION_STRING",
+    "azurite": "ASCEND_TEST_AZURITE",  # Azurite's connection string
     "registry": "ASCEND_TEST_REGISTRY",
     "auth-registry": "ASCEND_TEST_AUTH_REGISTRY",
 }
+
+
+def _address(name: str, value: str) -> str:
+    if name == "azurite":  # a connection string: reach its BlobEndpoint
+        parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
+        return parts.get("BlobEndpoint", "")
+    return value
 
 
 def _reachable(address: str) -> bool:
@@ -37,7 +44,7 @@ def require(name: str) -> str:
     problem = None
     if not value:
         problem = f"service {name!r} is not configured ({var} is unset)"
-    elif name != "azurite" and not _reachable(value):
+    elif not _reachable(_address(name, value)):
         problem = f"service {name!r} at {value} is not reachable"
     if problem is None:
         return value

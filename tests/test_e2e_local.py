@@ -1160,3 +1160,31 @@ def test_storage_plugin_layers_over_the_local_provider(local: Path, tmp_path: Pa
     assert plugin["status"] == "active"
     assert plugin["source"] == "ASCEND_PLUGINS"
     assert plugin["hooks"] == ["ascend_storage"]
+
+
+def test_a_plugin_can_refuse_a_call_before_anything_is_uploaded(
+    local: Path, register_plugin
+) -> None:
+    from ascend import hookimpl
+    from ascend.errors import ConfigError
+
+    seen = []
+
+    class QuotaPlugin:
+        @hookimpl
+        def ascend_validate_job(self, config, request):
+            seen.append(request.job_id)
+            if request.cpu == "2":
+                raise ConfigError("cpu = '2' is over your quota", fix="ask for cpu='1'")
+
+    register_plugin(QuotaPlugin(), "quota")
+
+    @remote(cpu="2")
+    def greedy() -> int:
+        return 1
+
+    with pytest.raises(ConfigError, match="over your quota"):
+        greedy()
+    assert len(seen) == 1
+    assert not local.exists() or not any(local.rglob("package.pkl"))
+    assert greedy.local() == 1

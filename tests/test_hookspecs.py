@@ -17,7 +17,10 @@ FIRSTRESULT = {
     "ascend_compute",
 }
 HISTORIC = {"ascend_addhooks", "ascend_configure"}
-EVERY_PLUGIN = {"ascend_job_manifest"}  # every implementation is called, results ignored
+EVERY_PLUGIN = {
+    "ascend_job_manifest",
+    "ascend_validate_job",
+}  # every implementation is called, results ignored
 COLLECTING = {"ascend_cli_commands", "ascend_settings", "ascend_providers", "ascend_node_types"}
 SPECS = {
     name: function

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# `pip install ascend` without the azure extra: the Azure plugin is installed but adlfs and the
+# Azure SDKs are not (see the directory's sitecustomize).
+WITHOUT_AZURE = Path(__file__).resolve().parent / "without_azure_extra"
 ASCEND_SCRIPT = Path(sys.executable).parent / "ascend"
 HEAVY = ("kubernetes", "fsspec", "cloudpickle", "azure", "adlfs", "docker", "click", "rich")
 
@@ -19,7 +22,7 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_")}
     env.update(
         ASCEND_CONFIG_DIR=str(tmp_path / "user-config"),
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=f"{WITHOUT_AZURE}{os.pathsep}{REPO}",
         HOME=str(tmp_path / "home"),
     )
     env.update(extra)
@@ -88,7 +91,7 @@ def test_import_with_a_provider_plugin_installed(tmp_path: Path) -> None:
     result = run(
         [sys.executable, "-c", "import ascend; print(ascend.get_backend().name)"],
         tmp_path,
-        PYTHONPATH=f"{site}{os.pathsep}{REPO}",
+        PYTHONPATH=os.pathsep.join(map(str, (WITHOUT_AZURE, site, REPO))),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "acmecloud"
@@ -106,7 +109,11 @@ def test_import_with_only_broken_plugins_still_raises_no_backend(tmp_path: Path)
         BROKEN_ENTRY_POINT_PLUGIN,
     )
     code = "try:\n    import ascend\nexcept ImportError as e:\n    print(type(e).__name__)\n"
-    result = run([sys.executable, "-c", code], tmp_path, PYTHONPATH=f"{site}{os.pathsep}{REPO}")
+    result = run(
+        [sys.executable, "-c", code],
+        tmp_path,
+        PYTHONPATH=os.pathsep.join(map(str, (WITHOUT_AZURE, site, REPO))),
+    )
     assert result.stdout.strip() == "NoBackendError"
     assert "could not import plugin 'broken' (acme-broken 0.9)" in result.stderr
 
@@ -152,3 +159,31 @@ def test_python_dash_m_ascend_works_without_backend(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "ascend", "--version"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ascend, version")
+
+
+def test_azure_plugin_without_its_extra_reports_itself_unavailable(
+    tmp_path: Path, ascend_script
+) -> None:
+    result = run([str(ascend_script), "plugins", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    azure = [p for p in report["providers"] if p["name"] == "azure"]
+    assert azure, report["providers"]
+    assert "adlfs" in azure[0]["unavailable"]
+    assert azure[0]["fix"] == "pip install ascend[azure]"
+    assert report["problem"].startswith(
+        "No cloud backend installed. Install one with: pip install ascend[azure]"
+    )
+
+
+def test_azure_plugin_with_its_extra_is_selected_automatically(tmp_path: Path) -> None:
+    # The dev environment has the extra: with nothing selected, Azure is the only provider.
+    code = "import sys, ascend\nprint(ascend.get_backend().name)\n"
+    result = run(
+        [sys.executable, "-c", code],
+        tmp_path,
+        PYTHONPATH=str(REPO),
+        ASCEND_AZURE_STORAGE_ACCOUNT="ascenddata",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "azure"

@@ -292,6 +292,30 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
 
 
 @hookspec
+def ascend_validate_job(config: AscendConfig, request: JobRequest) -> None:
+    """Check a call before anything is uploaded or submitted; raise to refuse it.
+
+    Every plugin is called. Raise an :class:`ascend.AscendError` subclass naming the field, the
+    value and the fix (a node type whose pool does not exist, a quota); its type reaches the
+    caller unchanged. Runs on every call, so cache what you look up.
+
+    :param config: the loaded configuration.
+    :param request: the :class:`ascend.compute.JobRequest` about to be submitted.
+
+    **Example:**
+
+    .. code-block:: python
+
+        @hookimpl
+        def ascend_validate_job(config, request):
+            if request.node_type == "gpu-h100" and not config.get("acme.gpu_budget"):
+                raise ConfigError("gpu-h100 needs a GPU budget", fix="set acme.gpu_budget")
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def ascend_job_manifest(
     config: AscendConfig, request: JobRequest, manifest: dict[str, Any]
 ) -> None:

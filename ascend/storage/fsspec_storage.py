@@ -5,8 +5,11 @@ fsspec is imported when a storage is created, never at ``import ascend``.
 
 from __future__ import annotations
 
+import atexit
 import posixpath
+import threading
 import uuid
+import weakref
 from typing import IO, TYPE_CHECKING, Any
 
 from ascend.errors import ConfigError
@@ -15,6 +18,32 @@ from ascend.storage.local_files import PARTIAL_MARK, AtomicWriter, atomic_file_w
 
 if TYPE_CHECKING:
     import fsspec
+
+# Remote writers still open when the interpreter exits. Async backends (s3fs, adlfs) finish a
+# write on their event-loop thread; a handle finalised after that thread has stopped blocks the
+# exit forever (measured with adlfs), and one finalised in time would publish a truncated
+# object. So whatever is still open at exit is aborted while the loop still runs.
+_open_writers: weakref.WeakSet[AtomicWriter] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _abort_open_writers() -> None:
+    for writer in list(_open_writers):
+        try:
+            writer.abort()
+        except Exception:
+            pass
+
+
+def _track(writer: AtomicWriter) -> AtomicWriter:
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(_abort_open_writers)
+            _exit_hook_registered = True
+        _open_writers.add(writer)
+    return writer
 
 
 class FsspecStorage(CloudStorage):
@@ -39,11 +68,13 @@ class FsspecStorage(CloudStorage):
             fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         except (ValueError, ImportError) as error:
             scheme = url.split("://", 1)[0] if "://" in url else "file"
-            raise ConfigError(
-                f"storage_url {url!r} cannot be opened: {error}",
-                fix=f"install the fsspec backend for '{scheme}://' (s3fs, adlfs, gcsfs) "
-                "or correct the URL",
-            ) from error
+            fix = (
+                f"install the fsspec backend for '{scheme}://' (s3fs, adlfs, gcsfs) or correct "
+                "the URL"
+                if isinstance(error, ImportError)
+                else "check the URL and the storage options and credentials passed with it"
+            )
+            raise ConfigError(f"storage_url {url!r} cannot be opened: {error}", fix=fix) from error
         self._fs = fs
         self._root = root.rstrip("/") or "/"
         self._protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
@@ -128,7 +159,7 @@ class FsspecStorage(CloudStorage):
             finally:
                 handle.closed = True
 
-        return AtomicWriter(handle, commit_remote, abort_remote, uri)
+        return _track(AtomicWriter(handle, commit_remote, abort_remote, uri))
 
     def exists(self, path: str) -> bool:
         full = self._full(path)

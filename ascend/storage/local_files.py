@@ -70,6 +70,15 @@ class AtomicWriter:
         self.closed = True
         self._abort()
 
+    def __del__(self) -> None:
+        # A writer dropped without close() is an abandoned write: throw it away rather than let
+        # the backend's own finaliser publish a truncated object.
+        if not getattr(self, "closed", True):
+            try:
+                self.abort()
+            except Exception:
+                pass
+
     def __enter__(self) -> AtomicWriter:
         return self
 

@@ -1,0 +1,243 @@
+"""``ascend azure doctor``: check each part of an Azure set-up and say how to fix what fails.
+
+Every check runs even when an earlier one failed (a broken registry says nothing about the
+storage), and each answers ``ok``, ``warn`` (works, but not as recommended), ``fail`` (calls
+will fail; the fix says what to do) or ``skip`` (not configured; the fix says how).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from ascend.errors import AscendError
+
+if TYPE_CHECKING:
+    from ascend.backend import CloudBackend
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+
+@dataclass
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """The (unverified) claims of a JWT, to say who is signed in; ``{}`` if unreadable."""
+    try:
+        payload = token.split(".")[1]
+        decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
+        return decoded
+    except (IndexError, ValueError):
+        return {}
+
+
+def check_credentials(backend: CloudBackend, credential: Any) -> Check:
+    config = backend.config
+    if config.get("azure.connection_string") and not config.get("azure.subscription_id"):
+        return Check(
+            "credentials",
+            SKIP,
+            "storage uses a connection string and no subscription is configured",
+            fix="for Azure AD sign-in: az login, then set azure.subscription_id",
+        )
+    from ascend_azure.credentials import ARM_SCOPE, get_credential
+
+    try:
+        token = (credential or get_credential(config)).get_token(ARM_SCOPE)
+    except Exception as error:  # every credential failure is reported, none is fatal here
+        return Check(
+            "credentials",
+            FAIL,
+            f"no Azure AD token: {type(error).__name__}: {str(error).splitlines()[0]}",
+            fix="sign in with 'az login', or on Azure set azure.client_id to your managed "
+            "identity's client id",
+        )
+    claims = _claims(token.token)
+    who = claims.get("upn") or claims.get("unique_name") or claims.get("appid") or "unknown"
+    return Check("credentials", OK, f"signed in as {who}")
+
+
+def check_storage(backend: CloudBackend) -> Check:
+    probe = f"doctor/probe-{uuid.uuid4().hex}"
+    try:
+        storage = backend.storage
+        storage.write(probe, b"ascend doctor")
+        if storage.read(probe) != b"ascend doctor":
+            return Check("storage", FAIL, f"{storage.storage_uri(probe)} read back differently")
+        storage.delete(probe)
+    except AscendError as error:
+        account = backend.config.get("azure.storage_account") or "<account>"
+        return Check(
+            "storage",
+            FAIL,
+            error.message.splitlines()[0],
+            fix=error.fix
+            or "give your identity 'Storage Blob Data Contributor' on the account: "
+            'az role assignment create --role "Storage Blob Data Contributor" '
+            f"--assignee <you> --scope $(az storage account show -n {account} --query id -o tsv)",
+        )
+    return Check("storage", OK, f"wrote, read and deleted {storage.storage_uri(probe)}")
+
+
+def check_registry(backend: CloudBackend) -> Check:
+    from ascend.kubernetes.plugin import RUNTIME_REPOSITORY
+
+    if not backend.config.get("azure.registry") and not backend.config.registry_url:
+        return Check(
+            "registry",
+            SKIP,
+            "no registry configured; jobs use kubernetes.image",
+            fix="set azure.registry: <acr name> (see 'ascend azure init')",
+        )
+    tag = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        registry = backend.registry
+        found = registry.image_exists(RUNTIME_REPOSITORY, tag)
+    except AscendError as error:
+        return Check("registry", FAIL, error.message.splitlines()[0], fix=error.fix)
+    where = registry.image_ref(RUNTIME_REPOSITORY, tag)
+    if not found:
+        return Check(
+            "registry",
+            WARN,
+            f"reachable, but the runtime image {where} is missing",
+            fix=f"build docker/Dockerfile.runtime and push it as {where}, or set kubernetes.image",
+        )
+    return Check("registry", OK, f"reachable; runtime image {where} exists")
+
+
+def check_cluster(backend: CloudBackend) -> Check:
+    from ascend.compute import JobRequest
+    from ascend.kubernetes.compute import KubernetesCompute
+
+    try:
+        compute = backend.compute
+        if not isinstance(compute, KubernetesCompute):
+            return Check("cluster", SKIP, f"jobs run on {compute.name!r}, not Kubernetes")
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api = compute._api()
+        version = client.VersionApi(api).get_code().git_version
+        from ascend.runtime import current_user
+
+        probe = JobRequest(job_id="doctor", package_uri="", result_uri="")
+        probe.labels["user"] = current_user(backend.config)
+        namespace = compute.namespace_for(probe)
+        try:
+            client.CoreV1Api(api).read_namespace(namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return Check(
+                "cluster",
+                FAIL,
+                f"Kubernetes {version} is reachable, but namespace {namespace} does not exist",
+                fix=f"ask a cluster admin to run: ascend admin add-user {namespace.split('-')[-1]}",
+            )
+    except AscendError as error:
+        return Check("cluster", FAIL, error.message.splitlines()[0], fix=error.fix)
+    except Exception as error:  # kubeconfig and connection problems, reported with the fix
+        return Check(
+            "cluster",
+            FAIL,
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            fix="az aks get-credentials -g <group> -n <cluster>, or set kubernetes.kubeconfig",
+        )
+    return Check("cluster", OK, f"Kubernetes {version}; namespace {namespace} exists")
+
+
+def check_node_pools(
+    backend: CloudBackend, credential: Any = None, connection_verify: Any = None
+) -> Check:
+    config = backend.config
+    names = ("azure.subscription_id", "azure.resource_group", "azure.cluster")
+    missing = [name for name in names if not config.get(name)]
+    if missing:
+        return Check(
+            "node pools",
+            SKIP,
+            f"{', '.join(missing)} not set, so node types are not checked before submitting",
+            fix="run 'ascend azure init', or set them in .ascend.yaml",
+        )
+    from ascend_azure.credentials import get_credential
+    from ascend_azure.node_types import AKS_NODE_TYPES, pool_of
+    from ascend_azure.pools import agent_pools
+    from ascend_azure.settings import DEFAULT_ARM_ENDPOINT
+
+    try:
+        pools = agent_pools(
+            config.get("azure.subscription_id"),
+            config.get("azure.resource_group"),
+            config.get("azure.cluster"),
+            credential or get_credential(config),
+            config.get("azure.arm_endpoint") or DEFAULT_ARM_ENDPOINT,
+            connection_verify,
+        )
+        existing = {pool.name for pool in pools.list()}
+    except AscendError as error:
+        return Check("node pools", FAIL, error.message.splitlines()[0], fix=error.fix)
+    usable = [t.name for t in AKS_NODE_TYPES if pool_of(t.name) in existing]
+    detail = f"pools: {', '.join(sorted(existing)) or 'none'}; node types available: "
+    detail += ", ".join(usable) if usable else "none of the catalog's"
+    if not usable:
+        return Check(
+            "node pools",
+            WARN,
+            detail,
+            fix="jobs without node_type still run; add a pool for a node type with the "
+            "command 'ascend' prints when you ask for it",
+        )
+    return Check("node pools", OK, detail)
+
+
+def check_pod_identity(backend: CloudBackend) -> Check:
+    config = backend.config
+    if config.get("azure.workload_identity"):
+        account = config.get("azure.service_account")
+        return Check("pod identity", OK, f"workload identity through service account {account}")
+    if config.get("azure.connection_string_secret"):
+        return Check(
+            "pod identity",
+            WARN,
+            "pods read a connection string from a Secret (an account key: fine for "
+            "development, too broad for production)",
+            fix="use workload identity: azure.workload_identity: true and azure.client_id",
+        )
+    return Check(
+        "pod identity",
+        WARN,
+        "pods use the node's managed identity, which every pod on the node shares",
+        fix="use workload identity: azure.workload_identity: true, azure.client_id, and a "
+        "service account federated with that identity (azure.service_account)",
+    )
+
+
+def run_checks(
+    backend: CloudBackend, *, credential: Any = None, connection_verify: Any = None
+) -> list[Check]:
+    """Every check, in the order a user would fix them."""
+    steps: list[Callable[[], Check]] = [
+        lambda: check_credentials(backend, credential),
+        lambda: check_storage(backend),
+        lambda: check_registry(backend),
+        lambda: check_cluster(backend),
+        lambda: check_node_pools(backend, credential, connection_verify),
+        lambda: check_pod_identity(backend),
+    ]
+    return [step() for step in steps]

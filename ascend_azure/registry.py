@@ -1,0 +1,172 @@
+"""Azure Container Registry: the core OCI client plus ACR's Azure AD token exchange.
+
+Credentials come, in order, from explicit ``credentials``, the docker config (including
+credential helpers), then an Azure AD token exchanged at ``/oauth2/exchange`` for an ACR refresh
+token, as ``az acr login`` does. The TokenCredential is passed in, so nothing from ``azure`` is
+imported when this module loads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from ascend.errors import RegistryError
+from ascend.registry import OCIRegistry, docker_credentials
+from ascend_azure.credentials import ARM_SCOPE
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+ACR_DOMAIN = "azurecr.io"
+# ACR's username for refresh tokens obtained through /oauth2/exchange.
+ACR_REFRESH_USER = "00000000-0000-0000-0000-000000000000"
+
+_ACR_NAME = re.compile(r"^[a-z0-9]{5,50}$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_HOST = re.compile(rf"^(?:\[[0-9a-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)(?::\d{{1,5}})?$")
+
+
+def login_server(name: str) -> str:
+    """``myacr`` -> ``myacr.azurecr.io``; a login server or ``host:port`` is kept (lowercased).
+
+    ``azure.registry`` accepts both spellings; image references need the login server.
+    """
+    value = name.strip().lower() if isinstance(name, str) else ""
+    if "." in value or ":" in value:
+        if _HOST.fullmatch(value):
+            return value
+    elif _ACR_NAME.fullmatch(value):
+        return f"{value}.{ACR_DOMAIN}"
+    raise RegistryError(
+        f"{name!r} is not an Azure Container Registry name or login server",
+        fix="write the registry's name (5-50 letters and digits, e.g. myacr) or its login "
+        "server (myacr.azurecr.io), without https://",
+    )
+
+
+def is_acr(url: str, configured: str | None = None) -> bool:
+    """Whether ``url`` is an Azure registry: a ``*.azurecr.io`` host or the configured one.
+
+    Other registries (an in-house one layered on top by another plugin) are left to the core's
+    client, so Azure AD tokens are never offered to them.
+    """
+    host = url.strip().rstrip("/").rpartition("://")[2].lower()
+    if host.endswith("." + ACR_DOMAIN):
+        return True
+    if not configured:
+        return False
+    try:
+        return host == login_server(configured)
+    except RegistryError:
+        return False
+
+
+class AzureContainerRegistry(OCIRegistry):
+    """An ACR (or any OCI registry) whose last-resort credentials come from Azure AD.
+
+    :param url: ACR name, login server or ``host:port``, optionally with a scheme.
+    :param credential: an ``azure.core`` TokenCredential; ``None`` disables the AAD exchange.
+    :param credentials: explicit ``(username, password)``, tried before anything else.
+    :param tenant_id: Entra tenant of the token (sent to ``get_token`` and the exchange).
+    :param scope: AAD scope to ask for; ARM's is what ``az acr login`` uses. Registries with
+        ARM-audience tokens disabled need ``https://containerregistry.azure.net/.default``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        credential: TokenCredential | None = None,
+        timeout: float = 10.0,
+        *,
+        credentials: tuple[str, str] | None = None,
+        tenant_id: str | None = None,
+        scope: str = ARM_SCOPE,
+    ) -> None:
+        scheme, separator, host = url.strip().rstrip("/").rpartition("://")
+        super().__init__(f"{scheme}{separator}{login_server(host)}", credentials, timeout)
+        self._aad = credential
+        self._tenant_id = tenant_id
+        self._scope = scope
+        self._exchanged = False
+
+    def __repr__(self) -> str:
+        return f"AzureContainerRegistry({self._base!r})"
+
+    def image_exists(self, repository: str, tag: str) -> bool:
+        try:
+            return super().image_exists(repository, tag)
+        except RegistryError as error:
+            # The core advises 'docker login'; for an exchanged token the fix is the identity.
+            if self._exchanged and "docker login" in (error.fix or ""):
+                raise RegistryError(error.message, fix=self._identity_fix()) from error
+            raise
+
+    def _lookup_credentials(self) -> tuple[str, str]:
+        if self._credentials is None and self._aad is not None:
+            found = docker_credentials(self._host)
+            if found is None:
+                found = (ACR_REFRESH_USER, self._exchange(self._aad))
+                self._exchanged = True
+            self._credentials = found
+        return super()._lookup_credentials()
+
+    def _bearer_token(self, challenge: str, repository: str) -> str:
+        # The core turns a credential lookup error into an anonymous token request; with an
+        # AAD credential the exchange's own error is the useful one, so resolve it first.
+        if self._aad is not None:
+            self._lookup_credentials()
+        return super()._bearer_token(challenge, repository)
+
+    def _exchange(self, credential: TokenCredential) -> str:
+        """An ACR refresh token for an AAD access token (POST /oauth2/exchange)."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            if self._tenant_id:
+                aad_token = credential.get_token(self._scope, tenant_id=self._tenant_id).token
+            else:
+                aad_token = credential.get_token(self._scope).token
+        except ClientAuthenticationError as error:
+            raise RegistryError(
+                f"could not get an Azure AD token for registry {self._host}: {error.message}",
+                fix="sign in with 'az login', or set azure.client_id to a managed identity",
+            ) from error
+        form = {"grant_type": "access_token", "service": self._host, "access_token": aad_token}
+        if self._tenant_id:
+            form["tenant"] = self._tenant_id
+        url = f"{self._base}/oauth2/exchange"
+        request = urllib.request.Request(
+            url, data=urllib.parse.urlencode(form).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                body: Any = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise RegistryError(
+                f"registry {self._host} refused the Azure AD token (HTTP {error.code} from {url})",
+                fix=self._identity_fix(),
+            ) from error
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise RegistryError(
+                f"registry {self._host}: the token exchange at {url} failed: {reason}",
+                fix="check azure.registry and your network, then retry",
+            ) from error
+        token = body.get("refresh_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"registry {self._host} returned no refresh token from {url}")
+        return token
+
+    def _identity_fix(self) -> str:
+        name = self._host.split(".", 1)[0]
+        return (
+            "sign in with 'az login' (or check azure.client_id), and give your identity AcrPull "
+            "on the registry: az role assignment create --role AcrPull --assignee <principal id> "
+            f"--scope $(az acr show --name {name} --query id --output tsv)"
+        )

@@ -1,0 +1,118 @@
+"""End to end with ``cloud_provider: azure``: Blob storage on Azurite, compute on the Kubernetes
+API emulator (the official client, real Jobs, pods run as local processes by the real runner).
+
+The caller reaches Azurite with a connection string; the pod gets it only through a
+``secretKeyRef``, as a production pod would get it from a Secret.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from ascend import ascend
+from ascend.testing.kube import KubeEmulator
+
+from .. import services
+
+USER = "alice"
+NAMESPACE = f"ascend-users-{USER}"
+SECRET = "ascend-storage"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@ascend(timeout=60, stream_logs=False)
+def square(x: int) -> int:
+    print(f"squaring {x}")
+    return x * x
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+@ascend(timeout=60, stream_logs=False)
+def over_quota(amount: int) -> None:
+    raise QuotaExceeded(f"{amount} is over the quota")
+
+
+@pytest.fixture
+def azure_kube(
+    make_kube_emulator: Any,
+    ascend_pm: Any,
+    register_plugin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> KubeEmulator:
+    import ascend_azure.plugin
+
+    connection_string = services.require("azurite")
+    register_plugin(ascend_azure.plugin, "azure")
+    emulator: KubeEmulator = make_kube_emulator()
+    for name, value in {
+        "ASCEND_CLOUD_PROVIDER": "azure",
+        "ASCEND_AZURE_CONTAINER": f"e2e-{uuid.uuid4().hex[:12]}",
+        "ASCEND_AZURE_CONNECTION_STRING": connection_string,
+        "ASCEND_AZURE_CONNECTION_STRING_SECRET": f"{SECRET}/connection-string",
+        "ASCEND_KUBERNETES_KUBECONFIG": str(emulator.kubeconfig),
+        "ASCEND_USERNAME": USER,
+    }.items():
+        monkeypatch.setenv(name, value)
+    emulator.create_namespace(NAMESPACE)
+    from kubernetes import client
+
+    client.CoreV1Api(emulator.api_client()).create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": SECRET},
+            "stringData": {"connection-string": connection_string},
+        },
+    )
+    from ascend import get_backend
+
+    get_backend().storage.ensure_container()
+    return emulator
+
+
+def test_a_call_runs_on_the_cluster_with_azure_storage(azure_kube: KubeEmulator) -> None:
+    from ascend import get_backend
+
+    backend = get_backend()
+    assert backend.name == "azure"
+    handle = square.submit(7)
+    assert handle.result(timeout=60) == 49
+    assert handle.logs() == "squaring 7\n"
+    assert handle.metadata()["status"] == "succeeded"
+    assert backend.answered_by["ascend_storage"] == "azure"
+    prefix = f"users/{USER}/jobs/{handle.job_id}/"
+    stored = backend.storage.list(prefix)
+    assert f"{prefix}result.pkl" in stored and f"{prefix}package.pkl" in stored
+
+
+def test_a_remote_exception_comes_back_with_its_type(azure_kube: KubeEmulator) -> None:
+    with pytest.raises(QuotaExceeded, match="12 is over the quota") as caught:
+        over_quota(12)
+    assert any("Remote traceback" in note for note in caught.value.__notes__)
+
+
+def test_the_connection_string_reaches_the_pod_only_as_a_secret_reference(
+    azure_kube: KubeEmulator,
+) -> None:
+    from kubernetes import client
+
+    from ascend import get_backend
+
+    handle = square.submit(3)
+    assert handle.result(timeout=60) == 9
+    jobs = client.BatchV1Api(azure_kube.api_client()).list_namespaced_job(NAMESPACE)
+    manifest = json.dumps(azure_kube.api_client().sanitize_for_serialization(jobs))
+    assert get_backend().config.get("azure.connection_string") not in manifest
+    assert "AccountKey" not in manifest
+    env = {
+        item.name: item for job in jobs.items for item in job.spec.template.spec.containers[0].env
+    }
+    reference = env["AZURE_STORAGE_CONNECTION_STRING"].value_from.secret_key_ref
+    assert (reference.name, reference.key) == (SECRET, "connection-string")
