@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -72,10 +74,34 @@ def check_credentials(backend: CloudBackend, credential: Any) -> Check:
     return Check("credentials", OK, f"signed in as {who}")
 
 
+def _unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``url``'s host cannot be reached, or ``None``: a quick answer before the storage
+    SDK's own retries, which wait about a minute and a half on a dead endpoint."""
+    parsed = urllib.parse.urlsplit(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"{parsed.hostname}:{port} is unreachable ({error.strerror or error})"
+
+
 def check_storage(backend: CloudBackend) -> Check:
+    from ascend_azure.storage import AzureBlobStorage
+
     probe = f"doctor/probe-{uuid.uuid4().hex}"
     try:
         storage = backend.storage
+        endpoint = storage.blob_endpoint if isinstance(storage, AzureBlobStorage) else None
+        problem = _unreachable(endpoint) if endpoint else None
+        if problem:
+            return Check(
+                "storage",
+                FAIL,
+                f"blob endpoint {endpoint}: {problem}",
+                fix="check azure.storage_account (or the connection string's BlobEndpoint) "
+                "and your network",
+            )
         storage.write(probe, b"ascend doctor")
         if storage.read(probe) != b"ascend doctor":
             return Check("storage", FAIL, f"{storage.storage_uri(probe)} read back differently")

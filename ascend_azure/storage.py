@@ -86,13 +86,28 @@ class AzureBlobStorage(FsspecStorage):
     def __repr__(self) -> str:
         return f"AzureBlobStorage({self.url!r}, account={self.account_name!r})"
 
+    @property
+    def blob_endpoint(self) -> str:
+        """The account's blob service URL (from the connection string, or the public cloud's)."""
+        fs = self.get_filesystem()
+        parts = _connection_string_parts(getattr(fs, "connection_string", None) or "")
+        if "blobendpoint" in parts:
+            return parts["blobendpoint"].rstrip("/")
+        host = getattr(fs, "account_host", None) or f"{self.account_name}.blob.core.windows.net"
+        return f"https://{host}"
 
-def _account_from(connection_string: str) -> str | None:
+
+def _connection_string_parts(connection_string: str) -> dict[str, str]:
+    parts = {}
     for part in connection_string.split(";"):
         key, _, value = part.partition("=")
-        if key.strip().lower() == "accountname":
-            return value.strip()
-    return None
+        if key.strip():
+            parts[key.strip().lower()] = value.strip()
+    return parts
+
+
+def _account_from(connection_string: str) -> str | None:
+    return _connection_string_parts(connection_string).get("accountname")
 
 
 def storage_from_config(config: AscendConfig, credential: Any = None) -> AzureBlobStorage:
