@@ -8,7 +8,6 @@ credential helpers), imported only when a registry asks for them.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import urllib.error
@@ -103,7 +102,7 @@ class OCIRegistry(ContainerRegistry):
         return self._host
 
     def __repr__(self) -> str:
-        return f"OCIRegistry({self._base!r})"
+        return f"{type(self).__name__}({self._base!r})"
 
     def image_exists(self, repository: str, tag: str) -> bool:
         _check_name(repository, tag)
@@ -140,10 +139,13 @@ class OCIRegistry(ContainerRegistry):
             )
         if status == 401:
             raise RegistryError(
-                f"registry {self._host} refused the credentials",
-                fix=f"log in again (docker login {self._host}) or fix the stored credentials",
+                f"registry {self._host} refused the credentials", fix=self._refused_fix()
             )
         return status
+
+    def _refused_fix(self) -> str:
+        """What to do when the registry refuses the credentials (subclasses know better)."""
+        return f"log in again (docker login {self._host}) or fix the stored credentials"
 
     def _request(self, method: str, path: str, auth: str | None = None) -> tuple[int, str | None]:
         request = urllib.request.Request(self._base + path, method=method)
@@ -165,21 +167,25 @@ class OCIRegistry(ContainerRegistry):
                 "write it as http://host:port",
             ) from error
 
+    def _find_credentials(self) -> tuple[str, str] | None:
+        """Credentials for this registry, or ``None`` when there are none; errors while looking
+        (a broken credential helper) propagate."""
+        if self._credentials is None:
+            self._credentials = docker_credentials(self._host)
+        return self._credentials
+
     def _lookup_credentials(self) -> tuple[str, str]:
-        if self._credentials is not None:
-            return self._credentials
-        found = docker_credentials(self._host)
+        found = self._find_credentials()
         if found is None:
             raise RegistryError(
                 f"registry {self._host} needs credentials and the docker config has none for it",
                 fix=f"run 'docker login {self._host}' (no daemon needed) or set DOCKER_CONFIG",
             )
-        self._credentials = found
         return found
 
     def _basic_header(self) -> str:
         user, password = self._lookup_credentials()
-        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return _basic(user, password)
 
     def _bearer_token(self, challenge: str, repository: str) -> str:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
@@ -189,15 +195,16 @@ class OCIRegistry(ContainerRegistry):
         params.setdefault("scope", f"repository:{repository}:pull")
         joiner = "&" if "?" in realm else "?"
         request = urllib.request.Request(realm + joiner + urllib.parse.urlencode(params))
-        with contextlib.suppress(RegistryError):  # no credentials: anonymous token
-            request.add_header("Authorization", self._basic_header())
+        found = self._find_credentials()
+        if found is not None:  # without credentials: an anonymous token
+            request.add_header("Authorization", _basic(*found))
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 body: dict[str, Any] = json.loads(response.read())
         except urllib.error.HTTPError as error:
             raise RegistryError(
                 f"token service {realm} refused access (HTTP {error.code})",
-                fix=f"log in again: docker login {self._host}",
+                fix=self._refused_fix(),
             ) from error
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise RegistryError(f"token service {realm} failed: {error}") from error
@@ -205,6 +212,10 @@ class OCIRegistry(ContainerRegistry):
         if not isinstance(token, str):
             raise RegistryError(f"token service {realm} returned no token")
         return token
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def docker_credentials(registry: str) -> tuple[str, str] | None:

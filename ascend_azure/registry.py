@@ -16,7 +16,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from ascend.errors import RegistryError
-from ascend.registry import OCIRegistry, docker_credentials
+from ascend.registry import OCIRegistry
 from ascend_azure.credentials import ARM_SCOPE
 
 if TYPE_CHECKING:
@@ -94,33 +94,15 @@ class AzureContainerRegistry(OCIRegistry):
         self._scope = scope
         self._exchanged = False
 
-    def __repr__(self) -> str:
-        return f"AzureContainerRegistry({self._base!r})"
+    def _find_credentials(self) -> tuple[str, str] | None:
+        found = super()._find_credentials()
+        if found is None and self._aad is not None:
+            found = self._credentials = (ACR_REFRESH_USER, self._exchange(self._aad))
+            self._exchanged = True
+        return found
 
-    def image_exists(self, repository: str, tag: str) -> bool:
-        try:
-            return super().image_exists(repository, tag)
-        except RegistryError as error:
-            # The core advises 'docker login'; for an exchanged token the fix is the identity.
-            if self._exchanged and "docker login" in (error.fix or ""):
-                raise RegistryError(error.message, fix=self._identity_fix()) from error
-            raise
-
-    def _lookup_credentials(self) -> tuple[str, str]:
-        if self._credentials is None and self._aad is not None:
-            found = docker_credentials(self._host)
-            if found is None:
-                found = (ACR_REFRESH_USER, self._exchange(self._aad))
-                self._exchanged = True
-            self._credentials = found
-        return super()._lookup_credentials()
-
-    def _bearer_token(self, challenge: str, repository: str) -> str:
-        # The core turns a credential lookup error into an anonymous token request; with an
-        # AAD credential the exchange's own error is the useful one, so resolve it first.
-        if self._aad is not None:
-            self._lookup_credentials()
-        return super()._bearer_token(challenge, repository)
+    def _refused_fix(self) -> str:
+        return self._identity_fix() if self._exchanged else super()._refused_fix()
 
     def _exchange(self, credential: TokenCredential) -> str:
         """An ACR refresh token for an AAD access token (POST /oauth2/exchange)."""
