@@ -405,6 +405,8 @@ env_azurite() {
 # Not AZURE_STORAGE_CONNECTION_STRING: adlfs reads that by itself, which would let a test pass
 # without the code under test passing the connection string on.
 export ASCEND_TEST_AZURITE='DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=$endpoint;'
+# The launcher itself, for tests that start their own Azurite (HTTPS, --oauth basic).
+export ASCEND_TEST_AZURITE_BIN='$AZURITE_BIN'
 EOF
 }
 

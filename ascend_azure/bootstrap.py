@@ -25,10 +25,8 @@ The SDKs (the ``azure-admin`` extra) are imported when a function runs, never at
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import json
 import os
 import shlex
 import uuid
@@ -37,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ascend.errors import ConfigError
+from ascend_azure.credentials import token_claims
 from ascend_azure.settings import (
     DEFAULT_ARM_ENDPOINT,
     DEFAULT_CONTAINER,
@@ -406,22 +405,13 @@ def assignment_name(scope: str, role_id: str, principal_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
 
-def _claims(token: str) -> dict[str, Any]:
-    try:
-        payload = token.split(".")[1]
-        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return decoded if isinstance(decoded, dict) else {}
-
-
 def principal_from_token(token: str) -> Principal:
     """The signed-in principal, from the (unverified) claims of an ARM access token.
 
     ``idtyp`` says app or user when present; otherwise a token with ``appid`` and no ``upn``
     (nor ``unique_name``) belongs to a service principal or managed identity.
     """
-    claims = _claims(token)
+    claims = token_claims(token)
     object_id = claims.get("oid")
     if not isinstance(object_id, str) or not object_id:
         raise ConfigError(

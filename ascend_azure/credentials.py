@@ -15,7 +15,9 @@ here ever probes the real instance-metadata endpoint during a test.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -86,3 +88,14 @@ def clear_cache() -> None:
     """Forget built credentials (tests; after ``az login`` as someone else)."""
     with _lock:
         _cache.clear()
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, read without verifying it, to say who is signed in
+    (``upn``, ``appid``, ``oid``); ``{}`` when the token is not a readable JWT."""
+    try:
+        payload = token.split(".")[1]
+        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}

@@ -7,8 +7,6 @@ will fail; the fix says what to do) or ``skip`` (not configured; the fix says ho
 
 from __future__ import annotations
 
-import base64
-import json
 import socket
 import sys
 import urllib.parse
@@ -18,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ascend.errors import AscendError
+from ascend_azure.credentials import token_claims
 
 if TYPE_CHECKING:
     from ascend.backend import CloudBackend
@@ -36,16 +35,6 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _claims(token: str) -> dict[str, Any]:
-    """The (unverified) claims of a JWT, to say who is signed in; ``{}`` if unreadable."""
-    try:
-        payload = token.split(".")[1]
-        decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
-        return decoded
-    except (IndexError, ValueError):
-        return {}
 
 
 def check_credentials(backend: CloudBackend, credential: Any) -> Check:
@@ -69,7 +58,7 @@ def check_credentials(backend: CloudBackend, credential: Any) -> Check:
             fix="sign in with 'az login', or on Azure set azure.client_id to your managed "
             "identity's client id",
         )
-    claims = _claims(token.token)
+    claims = token_claims(token.token)
     who = claims.get("upn") or claims.get("unique_name") or claims.get("appid") or "unknown"
     return Check("credentials", OK, f"signed in as {who}")
 

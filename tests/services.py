@@ -18,7 +18,10 @@ SERVICES = {
     "azurite": "ASCEND_TEST_AZURITE",  # Azurite's connection string
     "registry": "ASCEND_TEST_REGISTRY",
     "auth-registry": "ASCEND_TEST_AUTH_REGISTRY",
+    "azurite-bin": "ASCEND_TEST_AZURITE_BIN",  # the azurite-blob launcher, for own instances
 }
+# Services whose value is a program to run, not an address: checked to exist, not connected to.
+PROGRAMS = {"azurite-bin"}
 
 
 def _address(name: str, value: str) -> str:
@@ -44,6 +47,9 @@ def require(name: str) -> str:
     problem = None
     if not value:
         problem = f"service {name!r} is not configured ({var} is unset)"
+    elif name in PROGRAMS:
+        if not (os.path.isfile(value) and os.access(value, os.X_OK)):
+            problem = f"service {name!r}: {value} is not an executable file"
     elif not _reachable(_address(name, value)):
         problem = f"service {name!r} at {value} is not reachable"
     if problem is None:

@@ -111,7 +111,30 @@ if TYPE_CHECKING:
 
 Json = dict[str, Any]
 
-DEFAULT_TOKEN = "fake-arm-token"
+DEFAULT_USER_OBJECT_ID = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+DEFAULT_USER = "dev@example.com"
+
+
+def unsigned_jwt(claims: Mapping[str, Any]) -> str:
+    """An unsigned JWT carrying ``claims``: what code that reads token claims (who is signed
+    in) needs; nothing here verifies signatures."""
+
+    def part(data: Mapping[str, Any]) -> str:
+        raw = json.dumps(dict(data), separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+# A token whose claims name a user, as Entra ID's ARM tokens do (upn, oid, tid).
+DEFAULT_TOKEN = unsigned_jwt(
+    {
+        "aud": "https://management.azure.com",
+        "upn": DEFAULT_USER,
+        "oid": DEFAULT_USER_OBJECT_ID,
+        "tid": "72f988bf-0000-4000-8000-2d7cd011db47",
+    }
+)
 SUBSCRIPTION_TYPE = "Microsoft.Resources/subscriptions"
 GROUP_TYPE = "Microsoft.Resources/resourceGroups"
 _PROVIDER_TYPE = "Microsoft.Resources/providers"

@@ -78,6 +78,7 @@ def test_a_complete_setup_passes_every_check(setup: dict[str, Any]) -> None:
 
     checks = by_name(run_checks(get_backend(), connection_verify=str(setup["arm"].ca_file)))
     assert checks["credentials"].status == OK
+    assert checks["credentials"].detail == "signed in as dev@example.com"
     assert checks["storage"].status == OK and "wrote, read and deleted" in checks["storage"].detail
     # the registry answers; the runtime image was never pushed there, which is a warning
     assert checks["registry"].status == WARN
