@@ -28,6 +28,14 @@ _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
 
+# Block sizes per fsspec protocol when the storage options set none. adlfs buffers a whole
+# 50 MiB block, and aiohttp copies each block in flight two or three times, so a 256 MB upload
+# grew the caller by 0.8x the payload; 8 MiB blocks (the wire's chunk size) keep it at 0.08x at
+# the same throughput (benchmarks/azure_call.py). Azure's 50,000 blocks per blob then cap one
+# object at about 390 GiB. s3fs keeps its default: S3's 10,000 parts would cap it at 78 GiB.
+DEFAULT_BLOCK_SIZES = {"abfs": 8 * 2**20, "az": 8 * 2**20}
+
+
 def _abort_open_writers() -> None:
     for writer in list(_open_writers):
         try:
@@ -78,6 +86,8 @@ class FsspecStorage(CloudStorage):
         self._fs = fs
         self._root = root.rstrip("/") or "/"
         self._protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        block_size = storage_options.get("blocksize") or DEFAULT_BLOCK_SIZES.get(self._protocol)
+        self._open_options: dict[str, Any] = {"block_size": block_size} if block_size else {}
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.url!r})"
@@ -117,7 +127,9 @@ class FsspecStorage(CloudStorage):
                 local = self._is_local or self._is_memory
                 if local and not self._fs.isfile(self._full(path)):
                     raise FileNotFoundError(self._full(path))
-                return self._fs.open(self._full(path), "rb")  # type: ignore[no-any-return]
+                return self._fs.open(  # type: ignore[no-any-return]
+                    self._full(path), "rb", **self._open_options
+                )
         if mode == "wb":
             with self._errors(path, "write"):
                 return self._open_write(path)  # type: ignore[return-value]
@@ -142,7 +154,7 @@ class FsspecStorage(CloudStorage):
 
             return AtomicWriter(handle, commit_memory, abort_memory, uri)
 
-        handle = self._fs.open(full, "wb")
+        handle = self._fs.open(full, "wb", **self._open_options)
 
         def commit_remote() -> None:
             with self._errors(path, "write"):
