@@ -316,6 +316,11 @@ class AscendConfig:
                         continue  # an empty section of an installed plugin
                     warnings.append(_unknown_key_warning(key, str(path), settings))
                     continue
+                if settings[key][0].secret and value is not None:
+                    warnings.append(
+                        f"{path}: {key} is a secret; files get committed and shared, so set "
+                        f"it as {settings[key][0].env_var} instead"
+                    )
                 cls._assign(
                     settings[key][0],
                     key,

@@ -26,8 +26,15 @@ def _invalid(parameter: str, value: Any, reason: str, fix: str) -> ConfigError:
     return ConfigError(f"@ascend({parameter}={value!r}): {reason}", fix=fix)
 
 
-DEFAULT_CPU = "1"
-DEFAULT_MEMORY = "2Gi"
+def _too_big(kind: NodeType, option: str, value: Any, most: str) -> ConfigError:
+    """A request larger than one node of ``kind`` can give a job."""
+    return _invalid(
+        option,
+        value,
+        f"does not fit node type {kind.name!r}, whose nodes can give a job at most "
+        f"{option}={most!r}",
+        f"leave {option} out to get the node type's default, or pick a larger node type",
+    )
 
 
 def validate_options(
@@ -157,29 +164,13 @@ def validate_options(
             )
         kind = _check_node_type(node_type)
         if kind is not None:
-            # A node type's cpu/memory are what one job can have on its node: the default,
-            # and the most that fits.
-            if cores is not None and cores > cpu_cores(kind.cpu):
-                raise _invalid(
-                    "cpu",
-                    cpu,
-                    f"does not fit node type {node_type!r}, whose nodes can give a job at most "
-                    f"cpu={kind.cpu!r}",
-                    f"leave cpu out to get {kind.cpu!r}, or pick a larger node type",
-                )
-            if size is not None and size > memory_bytes(kind.memory):
-                raise _invalid(
-                    "memory",
-                    memory,
-                    f"does not fit node type {node_type!r}, whose nodes can give a job at most "
-                    f"memory={kind.memory!r}",
-                    f"leave memory out to get {kind.memory!r}, or pick a larger node type",
-                )
-            cpu = kind.cpu if cpu is None else cpu
-            memory = kind.memory if memory is None else memory
+            if kind.max_cpu and cores is not None and cores > cpu_cores(kind.max_cpu):
+                raise _too_big(kind, "cpu", cpu, kind.max_cpu)
+            if kind.max_memory and size is not None and size > memory_bytes(kind.max_memory):
+                raise _too_big(kind, "memory", memory, kind.max_memory)
     return CallOptions(
-        cpu=DEFAULT_CPU if cpu is None else cpu,
-        memory=DEFAULT_MEMORY if memory is None else memory,
+        cpu=cpu,
+        memory=memory,
         timeout=timeout,
         stream_logs=stream_logs,
         requirements=normalized,
@@ -277,7 +268,8 @@ def ascend(
     """Run the decorated function remotely; see the README's decorator reference.
 
     :param cpu: CPU request and limit, a Kubernetes quantity ("2", "500m"); default "1", or
-        with ``node_type`` what one job can have on that node.
+        with ``node_type`` the node type's default (for the AKS catalog: what one job can have
+        on that VM).
     :param memory: memory request and limit ("512Mi", "4Gi"); exceeding it is an
         :class:`~ascend.errors.OutOfMemoryError`. Default "2Gi", or the node type's.
     :param timeout: seconds before the job is stopped (:class:`~ascend.errors.JobTimeoutError`).

@@ -18,6 +18,7 @@ from ascend import metadata
 from ascend.compute import CANCELLED, RUNNING, TIMED_OUT, JobRequest, JobStatus
 from ascend.errors import (
     AscendError,
+    ConfigError,
     JobCancelledError,
     JobError,
     JobFailedError,
@@ -34,10 +35,14 @@ LOG_TAIL_LINES = 20
 
 @dataclass(frozen=True)
 class CallOptions:
-    """The decorator's options, validated once at decoration time."""
+    """The decorator's options, validated once at decoration time.
 
-    cpu: str = "1"
-    memory: str = "2Gi"
+    ``cpu``/``memory`` are ``None`` when not given: :func:`resolve_resources` picks them when
+    the call is made, from the node type of the selected provider or the defaults.
+    """
+
+    cpu: str | None = None
+    memory: str | None = None
     timeout: int = 3600
     stream_logs: bool = True
     retries: int = 0
@@ -47,6 +52,48 @@ class CallOptions:
     git_check: bool | None = None
     base_image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+
+DEFAULT_CPU = "1"
+DEFAULT_MEMORY = "2Gi"
+
+
+def resolve_resources(options: CallOptions, provider: str) -> tuple[str, str]:
+    """The (cpu, memory) a call asks for: what the decorator was given, else the node type's
+    defaults when the node type belongs to ``provider`` (or to any), else 1 CPU and 2Gi.
+
+    :raises ConfigError: the node type belongs to another Kubernetes-backed provider, where
+        its node selector could never match.
+    """
+    cpu, memory = options.cpu, options.memory
+    if options.node_type and (cpu is None or memory is None):
+        from ascend.plugins.manager import get_plugin_manager
+
+        found = get_plugin_manager().node_types().get(options.node_type)
+        kind = found[0] if found else None
+        if kind is not None and kind.provider in (None, provider):
+            cpu = kind.cpu if cpu is None else cpu
+            memory = kind.memory if memory is None else memory
+    return cpu or DEFAULT_CPU, memory or DEFAULT_MEMORY
+
+
+def _check_node_type_provider(options: CallOptions, provider: str) -> None:
+    if not options.node_type or provider == "local":  # the local provider ignores node types
+        return
+    from ascend.plugins.manager import get_plugin_manager
+
+    catalog = get_plugin_manager().node_types()
+    found = catalog.get(options.node_type)
+    if found is None or found[0].provider in (None, provider):
+        return
+    usable = sorted(n for n, (t, _) in catalog.items() if t.provider in (None, provider))
+    raise ConfigError(
+        f"@ascend(node_type={options.node_type!r}): that node type belongs to provider "
+        f"{found[0].provider!r}, and the selected provider is {provider!r}",
+        fix="pick one of this provider's node types ("
+        + (", ".join(usable) or "none declared")
+        + ") or select its provider with cloud_provider",
+    )
 
 
 def current_user(config: Any) -> str:
@@ -290,13 +337,15 @@ def submit(
     job_id = new_job_id(user, sanitize_name(project, PROJECT_MAX))
     prefix = metadata.job_prefix(user, job_id)
     storage = backend.storage
+    _check_node_type_provider(options, backend.name)
+    cpu, memory = resolve_resources(options, backend.name)
     request = JobRequest(
         job_id=job_id,
         package_uri=storage.storage_uri(posixpath.join(prefix, metadata.PACKAGE_FILE)),
         result_uri=storage.storage_uri(posixpath.join(prefix, metadata.RESULT_FILE)),
         image=options.base_image,
-        cpu=options.cpu,
-        memory=options.memory,
+        cpu=cpu,
+        memory=memory,
         timeout=options.timeout,
         node_type=options.node_type,
         stream_logs=options.stream_logs,
@@ -322,8 +371,8 @@ def submit(
         "provider": backend.name,
         "created_at": metadata.now(),
         "resources": {
-            "cpu": options.cpu,
-            "memory": options.memory,
+            "cpu": cpu,
+            "memory": memory,
             "timeout": options.timeout,
             "node_type": options.node_type,
         },

@@ -30,3 +30,20 @@ def check_configuration(config: AscendConfig) -> None:
             fix="set azure.client_id to the client id of the managed identity federated with "
             "the service account (az identity show -n NAME -g GROUP --query clientId)",
         )
+
+
+def check_pod_access(config: AscendConfig) -> None:
+    """Refuse, before anything is uploaded, a set-up whose job pods could not reach storage."""
+    check_configuration(config)
+    if (
+        config.get("azure.connection_string")
+        and not config.get("azure.connection_string_secret")
+        and not config.get("azure.workload_identity")
+    ):
+        raise ConfigError(
+            "storage is reached with a connection string, which job pods cannot receive "
+            "safely from your configuration",
+            fix="store it in a Kubernetes Secret and set azure.connection_string_secret: "
+            "NAME/KEY (kubectl create secret generic NAME --from-literal=KEY=...), or use "
+            "workload identity (azure.workload_identity: true)",
+        )

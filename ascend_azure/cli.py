@@ -37,6 +37,8 @@ def doctor(as_json: bool) -> None:
     Each check passes, warns, fails or is skipped, and says how to fix what is wrong. Exits 1
     when a check fails.
     """
+    from rich.markup import escape
+
     from ascend.backend import get_backend
     from ascend.cli.output import console, print_json
     from ascend_azure.doctor import FAIL, run_checks
@@ -53,7 +55,7 @@ def doctor(as_json: bool) -> None:
     else:
         out = console()
         for check in checks:
-            out.print(f"{MARKS[check.status]} [bold]{check.name}[/]: {check.detail}")
+            out.print(f"{MARKS[check.status]} [bold]{check.name}[/]: {escape(check.detail)}")
             if check.fix and check.status != "ok":
                 out.print(f"    fix: {check.fix}", markup=False)
     if any(check.status == FAIL for check in checks):

@@ -222,7 +222,13 @@ def check_node_pools(
 
 
 def check_pod_identity(backend: CloudBackend) -> Check:
+    from ascend_azure.checks import check_pod_access
+
     config = backend.config
+    try:
+        check_pod_access(config)
+    except AscendError as error:
+        return Check("pod identity", FAIL, error.message, fix=error.fix)
     if config.get("azure.workload_identity"):
         account = config.get("azure.service_account")
         return Check("pod identity", OK, f"workload identity through service account {account}")

@@ -39,6 +39,7 @@ from types import MappingProxyType
 
 from ascend.errors import AscendError
 from ascend.plugins.types import NodeType
+from ascend_azure import PROVIDER
 
 __all__ = [
     "AKS_MAX_PODS",
@@ -352,6 +353,10 @@ def _node_type(name: str, vm: VmSize) -> NodeType:
         node_selector=((POOL_LABEL, pool),),
         tolerations=GPU_TOLERATIONS if vm.gpus else (),
         summary=_summary(vm, pool),
+        # one job per node: the default is also the most a job can have there
+        provider=PROVIDER,
+        max_cpu=cpu,
+        max_memory=memory,
     )
 
 

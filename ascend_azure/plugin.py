@@ -1,7 +1,9 @@
 """The Azure plugin's hook implementations (the ``ascend`` entry point ``azure``).
 
 Only hooks live here, and nothing at module level imports an Azure SDK or adlfs: each hook
-imports the module that does the work when it is called. Provider hooks answer only when
+imports the module that does the work when it is called. The backend hooks are plain
+(neither ``tryfirst`` nor ``trylast``): they beat the core's ``trylast`` defaults, and a partial
+plugin meant to replace one of them (an in-house registry) marks itself ``tryfirst``. Provider hooks answer only when
 ``cloud_provider`` is ``azure`` (or Azure is the only provider installed, which the core
 resolves into ``cloud_provider``), so other providers are never disturbed.
 """
@@ -94,12 +96,19 @@ def ascend_registry(config: AscendConfig, url: str) -> ContainerRegistry | None:
     from ascend_azure.credentials import get_credential
     from ascend_azure.registry import AzureContainerRegistry
 
-    return AzureContainerRegistry(url, credential=get_credential(config))
+    return AzureContainerRegistry(
+        url, credential=get_credential(config), tenant_id=config.get("azure.tenant_id")
+    )
 
 
 @hookimpl
 def ascend_validate_job(config: AscendConfig, request: JobRequest) -> None:
-    if not _selected(config) or not request.node_type:
+    if not _selected(config):
+        return
+    from ascend_azure.checks import check_pod_access
+
+    check_pod_access(config)
+    if not request.node_type:
         return
     from ascend.plugins.manager import get_plugin_manager
     from ascend_azure.pools import check_node_type

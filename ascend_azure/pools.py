@@ -63,6 +63,9 @@ CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30, 
 _SKIP = "or set azure.check_node_pools: false to skip this check"
 
 
+MISS_RECHECK_SECONDS = 10.0
+
+
 class NodePoolNotFoundError(ConfigError):
     """The node type's agent pool is not in the cluster; ``pools`` lists the ones that are."""
 
@@ -147,11 +150,13 @@ class AgentPools:
             f"/providers/Microsoft.ContainerService/managedClusters/{self.cluster}"
         )
 
-    def list(self) -> list[PoolInfo]:
-        """The cluster's pools, from the cache when it is younger than ``ttl``."""
+    def list(self, max_age: float | None = None) -> list[PoolInfo]:
+        """The cluster's pools, from the cache when it is younger than ``ttl`` (or
+        ``max_age`` seconds, when given)."""
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
         with self._lock:
             now = time.monotonic()
-            if self._pools is None or now - self._fetched_at >= self.ttl:
+            if self._pools is None or now - self._fetched_at >= limit:
                 self._pools = self._fetch()
                 self._fetched_at = time.monotonic()
             return list(self._pools)
@@ -429,6 +434,10 @@ def check_node_type(
     existing = pools.list()
     expected = _catalog_vm_size(node_type.name)
     found = next((pool for pool in existing if pool.name == pool_name), None)
+    if found is None:
+        # A miss is not trusted for long: the user may just have run the suggested command.
+        existing = pools.list(max_age=MISS_RECHECK_SECONDS)
+        found = next((pool for pool in existing if pool.name == pool_name), None)
     if found is None:
         listed = ", ".join(pool.describe() for pool in existing) or "none"
         raise NodePoolNotFoundError(

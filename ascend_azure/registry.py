@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from ascend.errors import RegistryError
 from ascend.registry import OCIRegistry
-from ascend_azure.credentials import ARM_SCOPE
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -49,16 +48,30 @@ def login_server(name: str) -> str:
     )
 
 
-def is_acr(url: str, configured: str | None = None) -> bool:
-    """Whether ``url`` is an Azure registry: a ``*.azurecr.io`` host or the configured one.
+# Login-server suffixes of Azure Container Registry in the public and sovereign clouds.
+ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
+# Azure AD audience of ACR itself: a token for it is useless against Resource Manager, unlike
+# the ARM-audience token 'az acr login' sends, so a registry that leaks it leaks less.
+ACR_SCOPE = "https://containerregistry.azure.net/.default"
 
-    Other registries (an in-house one layered on top by another plugin) are left to the core's
-    client, so Azure AD tokens are never offered to them.
+
+def _is_loopback(host: str) -> bool:
+    name = urllib.parse.urlsplit("//" + host).hostname or ""
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def is_acr(url: str, configured: str | None = None) -> bool:
+    """Whether ``url`` is an Azure registry that may receive Azure AD tokens: an ACR login
+    server (``*.azurecr.io`` and the sovereign clouds'), or the configured registry when it is
+    on this machine (a test registry).
+
+    Every other registry (an in-house one layered on top by another plugin, a typo in
+    ``azure.registry``) is left to the core's client and never sees an Azure AD token.
     """
     host = url.strip().rstrip("/").rpartition("://")[2].lower()
-    if host.endswith("." + ACR_DOMAIN):
+    if host.split(":")[0].endswith(ACR_SUFFIXES):
         return True
-    if not configured:
+    if not configured or not _is_loopback(host):
         return False
     try:
         return host == login_server(configured)
@@ -73,8 +86,9 @@ class AzureContainerRegistry(OCIRegistry):
     :param credential: an ``azure.core`` TokenCredential; ``None`` disables the AAD exchange.
     :param credentials: explicit ``(username, password)``, tried before anything else.
     :param tenant_id: Entra tenant of the token (sent to ``get_token`` and the exchange).
-    :param scope: AAD scope to ask for; ARM's is what ``az acr login`` uses. Registries with
-        ARM-audience tokens disabled need ``https://containerregistry.azure.net/.default``.
+    :param scope: AAD scope to ask for: ACR's own audience by default (a registry never holds
+        a token that works against Resource Manager); ``ARM_SCOPE`` is what ``az acr login``
+        sends, for registries that still expect it.
     """
 
     def __init__(
@@ -85,7 +99,7 @@ class AzureContainerRegistry(OCIRegistry):
         *,
         credentials: tuple[str, str] | None = None,
         tenant_id: str | None = None,
-        scope: str = ARM_SCOPE,
+        scope: str = ACR_SCOPE,
     ) -> None:
         scheme, separator, host = url.strip().rstrip("/").rpartition("://")
         super().__init__(f"{scheme}{separator}{login_server(host)}", credentials, timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 
 from ascend.plugins.types import Setting
@@ -12,7 +13,10 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-_REGISTRY = re.compile(r"^([A-Za-z0-9]{5,50}|[A-Za-z0-9.-]+\.[A-Za-z0-9-]+|localhost)(:\d+)?$")
+_REGISTRY = re.compile(
+    r"^([A-Za-z0-9]{5,50}(\.azurecr\.(io|cn|us))?|127\.\d+\.\d+\.\d+|localhost)(:\d+)?$",
+    re.IGNORECASE,
+)
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()-]{0,89}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -32,8 +36,8 @@ def check_container(value: str) -> None:
 def check_registry(value: str) -> None:
     if not _REGISTRY.match(value):
         raise ValueError(
-            "expected an ACR name (5-50 letters and digits) or its login server, "
-            "e.g. myacr.azurecr.io"
+            "expected an Azure Container Registry: its name (5-50 letters and digits) or its "
+            "login server, e.g. myacr.azurecr.io; other registries go in registry_url"
         )
 
 
@@ -60,7 +64,10 @@ def check_secret_ref(value: str) -> None:
 
 
 def check_https_url(value: str) -> None:
-    if not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+    # bearer tokens go to this endpoint: plain http only to this machine
+    parsed = urllib.parse.urlsplit(value)
+    local = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parsed.hostname or not (parsed.scheme == "https" or (parsed.scheme == "http" and local)):
         raise ValueError("expected an https:// URL")
 
 

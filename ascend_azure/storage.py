@@ -3,17 +3,15 @@
 Credentials, in order: ``azure.connection_string`` (development and Azurite), otherwise an
 azure-identity credential for ``azure.storage_account`` (see :mod:`ascend_azure.credentials`).
 
-adlfs closes its clients from ``weakref`` finalisers that run its event loop; at interpreter
-exit that loop may already be gone, which printed errors (or, with an open file, hung the
-exit). The storage closes what it opened itself, at exit, while the loop still runs: the noise
-is removed where it starts rather than hidden by replacing ``sys.excepthook``.
+An adlfs file still open when the interpreter exits is finalised after fsspec's event loop has
+stopped, which hung the exit (or printed errors, and would have committed a truncated blob). The
+core's storage aborts every write still open at exit, while the loop still runs, so the problem
+is removed where it starts rather than hidden by replacing ``sys.excepthook``; adlfs' own
+finalisers then close its clients normally.
 """
 
 from __future__ import annotations
 
-import atexit
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from ascend.errors import ConfigError
@@ -65,7 +63,24 @@ class AzureBlobStorage(FsspecStorage):
         self.account_name = account_name or _account_from(connection_string or "")
         super().__init__(url, **options)
         self._protocol = url.split("://", 1)[0]  # adlfs answers 'abfs' for az:// URLs
-        _close_at_exit(self.get_filesystem())
+        from azure.core.exceptions import AzureError
+
+        # adlfs lets the SDK's errors through (a refused key, an expired token): they become
+        # StorageError naming the object instead of escaping as azure.core exceptions.
+        self.failure_types = (*FsspecStorage.failure_types, AzureError)
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists; unlike adlfs' ``isfile``, which answers False to every
+        error, a refused credential is an error here, not a missing object."""
+        full = self._full(path)
+        fs = self.get_filesystem()
+        with self._errors(path, "check"):
+            fs.invalidate_cache(full)
+            try:
+                info = fs.info(full)
+            except FileNotFoundError:
+                return False
+            return bool(info.get("type") == "file")
 
     def ensure_container(self, name: str | None = None) -> None:
         """Create the blob container if needed (adlfs' ``makedirs`` does not create one)."""
@@ -127,46 +142,3 @@ def storage_from_config(config: AscendConfig, credential: Any = None) -> AzureBl
         connection_string=connection_string,
         **config.get("storage_options", {}),
     )
-
-
-# -- closing adlfs clients before the interpreter tears its event loop down ------------------
-
-_filesystems: weakref.WeakSet[Any] = weakref.WeakSet()
-_lock = threading.Lock()
-_registered = False
-
-
-def _close_at_exit(fs: Any) -> None:
-    global _registered
-    with _lock:
-        _filesystems.add(fs)
-        if not _registered:
-            atexit.register(close_filesystems)
-            _registered = True
-
-
-def close_filesystems() -> None:
-    """Close every adlfs client this plugin opened (idempotent; runs at exit)."""
-    from fsspec.asyn import sync
-
-    for fs in list(_filesystems):
-        loop = getattr(fs, "loop", None)
-        if loop is None or not loop.is_running():
-            continue
-        try:
-            sync(loop, _close, fs, timeout=5)
-        except Exception:
-            pass
-        _filesystems.discard(fs)
-
-
-async def _close(fs: Any) -> None:
-    client = getattr(fs, "service_client", None)
-    if client is not None:
-        await client.close()
-    credential = getattr(fs, "credential", None)
-    close = getattr(credential, "close", None)
-    if close is not None:
-        result = close()
-        if hasattr(result, "__await__"):
-            await result

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ascend.errors import ConfigError
-from ascend_azure.checks import check_configuration
+from ascend_azure.checks import check_pod_access
 
 if TYPE_CHECKING:
     from ascend.config import AscendConfig
@@ -42,21 +41,13 @@ def configure_pod(config: AscendConfig, manifest: dict[str, Any]) -> None:
     secret = config.get("azure.connection_string_secret")
     account = config.get("azure.storage_account")
 
+    check_pod_access(config)
     if config.get("azure.workload_identity"):
-        check_configuration(config)
         labels = template.setdefault("metadata", {}).setdefault("labels", {})
         labels[USE_LABEL] = "true"
         annotations = template["metadata"].setdefault("annotations", {})
         annotations[CLIENT_ID_ANNOTATION] = client_id
         pod["serviceAccountName"] = config.get("azure.service_account") or "ascend-jobs"
-    elif config.get("azure.connection_string") and not secret:
-        raise ConfigError(
-            "storage is reached with a connection string, which job pods cannot receive "
-            "safely from your configuration",
-            fix="store it in a Kubernetes Secret and set azure.connection_string_secret: "
-            "NAME/KEY (kubectl create secret generic NAME --from-literal=KEY=...), or use "
-            "workload identity (azure.workload_identity: true)",
-        )
 
     for container in containers:
         if secret:
@@ -68,5 +59,7 @@ def configure_pod(config: AscendConfig, manifest: dict[str, Any]) -> None:
             )
         elif account:
             _set_env(container, "AZURE_STORAGE_ACCOUNT_NAME", {"value": account})
+            # adlfs before 2026.4 defaulted to anonymous access, which never tries an identity
+            _set_env(container, "AZURE_STORAGE_ANON", {"value": "false"})
         if client_id:
             _set_env(container, "AZURE_CLIENT_ID", {"value": client_id})

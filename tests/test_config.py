@@ -660,3 +660,23 @@ def test_empty_provider_env_var_still_auto_selects(ascend_pm, register_plugin, m
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "")
     config = load(ascend_pm)
     assert config.cloud_provider == "acme"
+
+
+def test_a_secret_written_in_a_file_warns_to_use_the_environment(
+    ascend_pm, project_file, register_plugin
+):
+    from ascend import Setting, hookimpl
+
+    class Secrets:
+        @hookimpl
+        def ascend_settings(self):
+            return [Setting("vault.token", str, secret=True, help="a token")]
+
+    register_plugin(Secrets(), "vault")
+    write(project_file, "vault:\n  token: hunter2\n")
+    config = load(ascend_pm)
+    assert config.get("vault.token") == "hunter2"
+    assert config.warnings == [
+        f"{project_file}: vault.token is a secret; files get committed and shared, so set it "
+        "as ASCEND_VAULT_TOKEN instead"
+    ]

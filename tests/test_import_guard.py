@@ -187,3 +187,12 @@ def test_azure_plugin_with_its_extra_is_selected_automatically(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "azure"
+
+
+def test_the_human_listing_keeps_the_extra_in_the_install_command(
+    tmp_path: Path, ascend_script
+) -> None:
+    result = run([str(ascend_script), "plugins"], tmp_path, COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    assert "(fix: pip install" in result.stdout and "ascend[azure])" in result.stdout
+    assert "Install one with: pip install ascend[azure]" in result.stdout

@@ -7,6 +7,7 @@ import pytest
 from ascend import NodeType, hookimpl
 from ascend.decorator import ascend
 from ascend.errors import ConfigError
+from ascend.runtime import resolve_resources
 
 GPU = NodeType(
     "gpu-big",
@@ -14,13 +15,18 @@ GPU = NodeType(
     memory="200Gi",
     gpus=1,
     node_selector=(("kubernetes.azure.com/agentpool", "ncbig"),),
+    provider="kubernetes",
+    max_cpu="23500m",
+    max_memory="200Gi",
 )
+# another plugin's node type with no known maximum, offered to any provider
+ONPREM = NodeType("onprem-gpu8", cpu="8", memory="64Gi", gpus=8)
 
 
 class Catalog:
     @hookimpl
     def ascend_node_types(self):
-        return [GPU]
+        return [GPU, ONPREM]
 
 
 @pytest.fixture
@@ -28,19 +34,43 @@ def catalog(register_plugin) -> None:
     register_plugin(Catalog(), "catalog")
 
 
+def resources(provider: str = "kubernetes", **options):
+    return resolve_resources(ascend(**options)(lambda: None).options, provider)
+
+
 def test_without_a_node_type_the_defaults_are_one_cpu_and_2gi(catalog) -> None:
-    options = ascend(lambda: None).options
-    assert (options.cpu, options.memory) == ("1", "2Gi")
+    assert resources() == ("1", "2Gi")
 
 
 def test_a_node_type_brings_its_own_cpu_and_memory(catalog) -> None:
-    options = ascend(node_type="gpu-big")(lambda: None).options
-    assert (options.cpu, options.memory) == ("23500m", "200Gi")
+    assert resources(node_type="gpu-big") == ("23500m", "200Gi")
 
 
 def test_an_explicit_request_that_fits_is_kept(catalog) -> None:
-    options = ascend(node_type="gpu-big", cpu="8")(lambda: None).options
-    assert (options.cpu, options.memory) == ("8", "200Gi")
+    assert resources(node_type="gpu-big", cpu="8") == ("8", "200Gi")
+
+
+def test_another_providers_node_type_keeps_the_plain_defaults(catalog) -> None:
+    # e.g. the local provider running code written for a GPU cluster
+    assert resources("local", node_type="gpu-big") == ("1", "2Gi")
+
+
+def test_a_node_type_without_a_known_maximum_accepts_any_request(catalog) -> None:
+    assert resources(node_type="onprem-gpu8", cpu="32", memory="256Gi") == ("32", "256Gi")
+    assert resources("azure", node_type="onprem-gpu8") == ("8", "64Gi")
+
+
+def test_another_providers_node_type_is_refused_before_anything_is_uploaded(
+    catalog, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from ascend.runtime import _check_node_type_provider
+
+    options = ascend(node_type="gpu-big")(lambda: None).options
+    with pytest.raises(ConfigError) as caught:
+        _check_node_type_provider(options, "azure")
+    assert "belongs to provider 'kubernetes'" in str(caught.value)
+    assert "onprem-gpu8" in str(caught.value)
+    _check_node_type_provider(options, "local")  # the local provider ignores node types
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,14 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> Any:
+    """A table of plain text: cells are data, so ``[azure]`` stays literal (rich would read
+    it as a style and print ``pip install ascend``)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    result = Table(title=title, title_justify="left", show_lines=False)
+    result = Table(title=escape(title) if title else None, title_justify="left")
     for column in columns:
-        result.add_column(column, overflow="fold")
+        result.add_column(escape(column), overflow="fold")
     for row in rows:
-        result.add_row(*row)
+        result.add_row(*(escape(cell) for cell in row))
     return result

@@ -90,7 +90,8 @@ def plugins(as_json: bool) -> None:
             table("Providers", ["name", "plugin", "kind", "usable", "summary"], provider_rows)
         )
     if report["problem"]:
-        out.print(f"\n[bold]Backend:[/bold] not available\n{report['problem']}", markup=True)
+        out.print("\n[bold]Backend:[/bold] not available")
+        out.print(report["problem"], markup=False)
         return
     out.print(f"\n[bold]Backend for cloud_provider = {report['cloud_provider']}[/bold]")
     backend_rows = [

@@ -67,6 +67,11 @@ class NodeType:
     :param node_selector: labels a node must carry (e.g. the agent pool name).
     :param tolerations: Kubernetes tolerations (dicts) for tainted pools.
     :param summary: one line shown in listings.
+    :param provider: the provider whose clusters have these nodes (``azure``); ``None``: any.
+        Its cpu/memory defaults apply only when that provider is selected.
+    :param max_cpu: the most CPU one job can have on such a node (``None``: not known);
+        a larger request is refused when the function is decorated.
+    :param max_memory: the same for memory.
     """
 
     name: str
@@ -76,6 +81,9 @@ class NodeType:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()
     summary: str = ""
+    provider: str | None = None
+    max_cpu: str | None = None
+    max_memory: str | None = None
 
 
 @dataclass(frozen=True)

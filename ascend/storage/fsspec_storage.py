@@ -61,7 +61,7 @@ class FsspecStorage(CloudStorage):
     :param storage_options: passed to the fsspec filesystem (``endpoint_url``, credentials...).
     """
 
-    failure_types = (OSError, ValueError, RuntimeError)
+    failure_types: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         if not isinstance(url, str) or not url.strip():

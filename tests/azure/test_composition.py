@@ -76,3 +76,16 @@ def test_ascend_plugins_shows_who_answers_each_hook(
     assert answers["ascend_compute"] == "kubernetes-compute"
     human = ascend_cli("plugins")
     assert "acme-registry" in human.output and "ascend_registry_url" in human.output
+
+
+def test_azure_ad_tokens_never_go_to_a_registry_outside_azure(
+    layered: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend import get_backend
+    from ascend.errors import ConfigError
+
+    # named in azure.registry by mistake: refused, pointing at registry_url
+    monkeypatch.setenv("ASCEND_AZURE_REGISTRY", "registry.acme.internal")
+    with pytest.raises(ConfigError) as caught:
+        get_backend()
+    assert "registry_url" in str(caught.value)

@@ -220,6 +220,26 @@ def test_ttl_expiry_refetches(fake_arm, monkeypatch):
     assert cluster_reads(fake_arm) == 2
 
 
+def test_a_miss_is_rechecked_after_ten_seconds_not_five_minutes(fake_arm, make_config, monkeypatch):
+    # the user runs the suggested 'az aks nodepool add' and calls again
+    seed_cluster(fake_arm, pools=POOLS)
+    now = [1000.0]
+    monkeypatch.setattr(pools.time, "monotonic", lambda: now[0])
+    config = make_config(fake_arm)
+    with pytest.raises(NodePoolNotFoundError):
+        check(config, fake_arm, GPU_T4)
+    seed_cluster(fake_arm, pools=[*POOLS, ("nc4ast4v3", "Standard_NC4as_T4_v3")])
+    now[0] += 5.0
+    with pytest.raises(NodePoolNotFoundError):
+        check(config, fake_arm, GPU_T4)
+    reads = cluster_reads(fake_arm)
+    now[0] += pools.MISS_RECHECK_SECONDS
+    check(config, fake_arm, GPU_T4)
+    assert cluster_reads(fake_arm) == reads + 1
+    check(config, fake_arm, CPU_D4)  # hits are served from the cache
+    assert cluster_reads(fake_arm) == reads + 1
+
+
 def test_concurrent_callers_share_one_request(fake_arm):
     seed_cluster(fake_arm, pools=POOLS)
     agent_pools = pools.agent_pools(

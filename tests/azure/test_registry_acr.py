@@ -27,15 +27,13 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from ascend.errors import RegistryError
 from ascend.registry import MANIFEST_ACCEPT, OCIRegistry
-from ascend_azure.credentials import ARM_SCOPE
-from ascend_azure.registry import ACR_REFRESH_USER, AzureContainerRegistry, login_server
+from ascend_azure.registry import ACR_REFRESH_USER, ACR_SCOPE, AzureContainerRegistry, login_server
 
 from .. import services
 from ..test_registry import basic_auth, push_oci_image, unique_repository, write_docker_config
 
 USER = "ascend"
 PASSWORD = "s3cret"
-ACR_SCOPE = "https://containerregistry.azure.net/.default"
 TENANT = "11111111-2222-3333-4444-555555555555"
 
 
@@ -364,7 +362,7 @@ class TestAadExchange:
         assert registry.image_exists("ascend/tiny", "v2") is False
         assert registry.image_exists("ascend/other", "v1") is False
 
-        assert credential.calls == [((ARM_SCOPE,), {})]
+        assert credential.calls == [((ACR_SCOPE,), {})]
         assert acr.exchanges == [
             {
                 "grant_type": "access_token",

@@ -124,6 +124,8 @@ def test_interpreter_exits_promptly_with_a_write_left_open(tmp_path: Path) -> No
         storage.write("done", b"complete")
         left_open = storage.open("partial", "wb")
         left_open.write(b"half of it")
+        reading = storage.open("done", "rb")
+        reading.read(3)
         print("exiting", flush=True)
         """
     )
@@ -158,3 +160,17 @@ def test_blocks_are_small_enough_to_bound_the_callers_memory() -> None:
     custom.write("small", b"x")
     with custom.open("small", "rb") as handle:
         assert handle.blocksize == 4 * 2**20
+
+
+def test_a_refused_key_is_a_storage_error_not_a_missing_object() -> None:
+    from ascend.errors import StorageError
+
+    good = AzureBlobStorage(f"az://{new_container()}", connection_string=azurite())
+    good.ensure_container()
+    good.write("there", b"x")
+    wrong_key = azurite().replace("AccountKey=", "AccountKey=AAAA")
+    bad = AzureBlobStorage(good.url, connection_string=wrong_key)
+    for attempt in (lambda: bad.exists("there"), lambda: bad.read("there"), bad.list):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert good.url in str(caught.value)

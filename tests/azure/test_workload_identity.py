@@ -135,3 +135,20 @@ def test_selecting_azure_without_storage_fails_at_first_use_naming_the_setting(
         get_backend(config)
     assert "azure.storage_account" in str(caught.value)
     assert "ascend azure init" in str(caught.value)
+
+
+def test_a_call_that_pods_could_not_serve_is_refused_before_upload(load: Any) -> None:
+    import ascend_azure.plugin
+
+    config = load(connection_string=CONNECTION_STRING)
+    request = JobRequest(job_id="x", package_uri="az://c/p", result_uri="az://c/r")
+    with pytest.raises(ConfigError) as caught:
+        ascend_azure.plugin.ascend_validate_job(config=config, request=request)
+    assert "azure.connection_string_secret" in str(caught.value)
+
+
+def test_pods_using_an_identity_never_fall_back_to_anonymous_access(load: Any) -> None:
+    config = load(storage_account="ascenddata")
+    manifest = job()
+    configure_pod(config, manifest)
+    assert env_of(manifest)["AZURE_STORAGE_ANON"]["value"] == "false"
