@@ -136,24 +136,31 @@ def check_registry(backend: CloudBackend) -> Check:
     return Check("registry", OK, f"reachable; runtime image {where} exists")
 
 
-def check_cluster(backend: CloudBackend) -> Check:
+def _cluster(backend: CloudBackend) -> tuple[Any, str]:
+    """The Kubernetes API client and the namespace this user's jobs run in."""
     from ascend.compute import JobRequest
     from ascend.kubernetes.compute import KubernetesCompute
+    from ascend.runtime import current_user
 
+    compute = backend.compute
+    if not isinstance(compute, KubernetesCompute):
+        raise _NotKubernetes(compute.name)
+    probe = JobRequest(job_id="doctor", package_uri="", result_uri="")
+    probe.labels["user"] = current_user(backend.config)
+    return compute._api(), compute.namespace_for(probe)
+
+
+class _NotKubernetes(Exception):
+    pass
+
+
+def check_cluster(backend: CloudBackend) -> Check:
     try:
-        compute = backend.compute
-        if not isinstance(compute, KubernetesCompute):
-            return Check("cluster", SKIP, f"jobs run on {compute.name!r}, not Kubernetes")
+        api, namespace = _cluster(backend)
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        api = compute._api()
         version = client.VersionApi(api).get_code().git_version
-        from ascend.runtime import current_user
-
-        probe = JobRequest(job_id="doctor", package_uri="", result_uri="")
-        probe.labels["user"] = current_user(backend.config)
-        namespace = compute.namespace_for(probe)
         try:
             client.CoreV1Api(api).read_namespace(namespace)
         except ApiException as error:
@@ -165,6 +172,8 @@ def check_cluster(backend: CloudBackend) -> Check:
                 f"Kubernetes {version} is reachable, but namespace {namespace} does not exist",
                 fix=f"ask a cluster admin to run: ascend admin add-user {namespace.split('-')[-1]}",
             )
+    except _NotKubernetes as name:
+        return Check("cluster", SKIP, f"jobs run on {name}, not Kubernetes")
     except AscendError as error:
         return Check("cluster", FAIL, error.message.splitlines()[0], fix=error.fix)
     except Exception as error:  # kubeconfig and connection problems, reported with the fix
@@ -230,22 +239,113 @@ def check_pod_identity(backend: CloudBackend) -> Check:
     except AscendError as error:
         return Check("pod identity", FAIL, error.message, fix=error.fix)
     if config.get("azure.workload_identity"):
-        account = config.get("azure.service_account")
-        return Check("pod identity", OK, f"workload identity through service account {account}")
+        return _check_service_account(backend)
     if config.get("azure.connection_string_secret"):
-        return Check(
-            "pod identity",
-            WARN,
-            "pods read a connection string from a Secret (an account key: fine for "
-            "development, too broad for production)",
-            fix="use workload identity: azure.workload_identity: true and azure.client_id",
-        )
+        return _check_secret(backend)
     return Check(
         "pod identity",
         WARN,
         "pods use the node's managed identity, which every pod on the node shares",
         fix="use workload identity: azure.workload_identity: true, azure.client_id, and a "
         "service account federated with that identity (azure.service_account)",
+    )
+
+
+def _read(backend: CloudBackend, kind: str, name: str) -> tuple[Any, str] | Check:
+    """The ``kind`` object (service account or secret) ``name`` in the jobs' namespace, or the
+    Check that explains why it could not be read."""
+    try:
+        api, namespace = _cluster(backend)
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = client.CoreV1Api(api)
+        reader = (
+            core.read_namespaced_service_account if kind == "sa" else core.read_namespaced_secret
+        )
+        try:
+            return reader(name, namespace), namespace
+        except ApiException as error:
+            if error.status == 404:
+                return None, namespace
+            raise
+    except _NotKubernetes:
+        return Check("pod identity", SKIP, "jobs do not run on Kubernetes")
+    except Exception as error:  # the cluster check reports why; say only that this one waits
+        return Check(
+            "pod identity",
+            SKIP,
+            f"could not read the cluster ({type(error).__name__}); see the cluster check",
+        )
+
+
+def _check_service_account(backend: CloudBackend) -> Check:
+    config = backend.config
+    account = config.get("azure.service_account")
+    client_id = config.get("azure.client_id")
+    found = _read(backend, "sa", account)
+    if isinstance(found, Check):
+        return found
+    service_account, namespace = found
+    if service_account is None:
+        cluster = config.get("azure.cluster") or "<cluster>"
+        group = config.get("azure.resource_group") or "<group>"
+        return Check(
+            "pod identity",
+            FAIL,
+            f"workload identity is on, but service account {account} does not exist in "
+            f"namespace {namespace}",
+            fix=f"kubectl create serviceaccount {account} -n {namespace} && kubectl annotate "
+            f"serviceaccount {account} -n {namespace} "
+            f"azure.workload.identity/client-id={client_id}; then federate the identity: "
+            f"az identity federated-credential create --name ascend-{namespace} "
+            f"--identity-name <identity> -g {group} --issuer $(az aks show -g {group} "
+            f"-n {cluster} --query oidcIssuerProfile.issuerUrl -o tsv) "
+            f"--subject system:serviceaccount:{namespace}:{account}",
+        )
+    annotations = (service_account.metadata.annotations or {}) if service_account.metadata else {}
+    annotated = annotations.get("azure.workload.identity/client-id")
+    if annotated and annotated != client_id:
+        return Check(
+            "pod identity",
+            WARN,
+            f"service account {namespace}/{account} is annotated with client id {annotated}, "
+            f"but azure.client_id is {client_id}; pods use azure.client_id",
+            fix="make them agree: the federated credential belongs to one identity",
+        )
+    return Check(
+        "pod identity",
+        OK,
+        f"workload identity through service account {namespace}/{account} (client id "
+        f"{client_id}); the identity's federated credential is not visible from here",
+    )
+
+
+def _check_secret(backend: CloudBackend) -> Check:
+    name, key = backend.config.get("azure.connection_string_secret").split("/", 1)
+    found = _read(backend, "secret", name)
+    if isinstance(found, Check):
+        return found
+    secret, namespace = found
+    fix = (
+        f"kubectl create secret generic {name} -n {namespace} "
+        f'--from-literal={key}="$ASCEND_AZURE_CONNECTION_STRING"'
+    )
+    if secret is None:
+        return Check(
+            "pod identity",
+            FAIL,
+            f"secret {namespace}/{name} does not exist; pods cannot start",
+            fix=fix,
+        )
+    if key not in (secret.data or {}):
+        return Check("pod identity", FAIL, f"secret {namespace}/{name} has no key {key!r}", fix=fix)
+    return Check(
+        "pod identity",
+        WARN,
+        f"pods read a connection string from secret {namespace}/{name} (an account key: fine "
+        "for development, too broad for production)",
+        fix="use workload identity: azure.workload_identity: true and azure.client_id",
     )
 
 

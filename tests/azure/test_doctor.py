@@ -39,6 +39,12 @@ def setup(
     register_plugin(ascend_azure.plugin, "azure")
     kube: KubeEmulator = make_kube_emulator()
     kube.create_namespace(NAMESPACE)
+    from kubernetes import client
+
+    client.CoreV1Api(kube.api_client()).create_namespaced_secret(
+        NAMESPACE,
+        {"metadata": {"name": "ascend-storage"}, "stringData": {"connection-string": "x"}},
+    )
     seed_cluster(
         fake_arm, pools=[("system", "Standard_D4s_v5"), ("nc4ast4v3", "Standard_NC4as_T4_v3")]
     )
@@ -158,3 +164,38 @@ def test_doctor_refuses_another_provider(
     result = ascend_cli("azure", "doctor")
     assert result.exit_code != 0
     assert "cloud_provider: azure" in result.output
+
+
+def test_pod_identity_checks_the_secret_and_the_service_account_in_the_cluster(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes import client
+
+    from ascend import get_backend
+    from ascend_azure.doctor import check_pod_identity
+
+    core = client.CoreV1Api(setup["kube"].api_client())
+    monkeypatch.setenv("ASCEND_AZURE_CONNECTION_STRING_SECRET", "missing/connection-string")
+    check = check_pod_identity(get_backend())
+    assert check.status == FAIL and "missing does not exist" in check.detail
+    assert "kubectl create secret generic missing" in check.fix
+
+    client_id = "11111111-2222-3333-4444-555555555555"
+    monkeypatch.setenv("ASCEND_AZURE_WORKLOAD_IDENTITY", "true")
+    monkeypatch.setenv("ASCEND_AZURE_CLIENT_ID", client_id)
+    check = check_pod_identity(get_backend())
+    assert check.status == FAIL and "ascend-jobs does not exist" in check.detail
+    assert "kubectl create serviceaccount ascend-jobs" in check.fix
+    assert f"--subject system:serviceaccount:{NAMESPACE}:ascend-jobs" in check.fix
+
+    core.create_namespaced_service_account(
+        NAMESPACE,
+        {
+            "metadata": {
+                "name": "ascend-jobs",
+                "annotations": {"azure.workload.identity/client-id": client_id},
+            }
+        },
+    )
+    check = check_pod_identity(get_backend())
+    assert check.status == OK and client_id in check.detail
