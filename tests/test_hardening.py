@@ -6,10 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import pytest
 from ascend import ConfigError, RegistryError, ascend, hookimpl
 from ascend.config import AscendConfig, provider_selected_in_files
 from ascend.registry import OCIRegistry
+
+from .httpserve import serving
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,13 +58,9 @@ class _Challenging(BaseHTTPRequestHandler):
 @pytest.fixture
 def challenging() -> Iterator[type[_Challenging]]:
     handler = type("Handler", (_Challenging,), {"seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    handler.address = f"127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as port:
+        handler.address = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+        yield handler
 
 
 def test_bearer_realm_with_a_query_string(challenging: Any) -> None:

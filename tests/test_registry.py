@@ -33,6 +33,7 @@ from ascend.errors import AscendError, RegistryError
 from ascend.registry import MANIFEST_ACCEPT, ContainerRegistry, OCIRegistry, docker_credentials
 
 from . import services
+from .httpserve import serving
 
 USER = "ascend"
 PASSWORD = "s3cret"
@@ -724,17 +725,10 @@ class _BearerHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def bearer() -> Iterator[FakeBearerState]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BearerHandler)
-    state = FakeBearerState(port=server.server_address[1])
-    server.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    state = FakeBearerState()
+    with serving(_BearerHandler, state=state) as port:
+        state.port = port
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class TestBearerChallenge:

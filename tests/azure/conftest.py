@@ -8,7 +8,7 @@ Nothing here reaches beyond 127.0.0.1 or builds a real Azure credential.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -95,3 +95,23 @@ def seed_cluster(
     cluster_body = arm.get(resource_id)
     assert cluster_body is not None
     return cluster_body
+
+
+@pytest.fixture
+def azure_cli(
+    arm: FakeArm,
+    ascend_cli: Callable[..., Any],
+    register_plugin: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Any]]:
+    """``ascend`` with the azure plugin, pointed at the test module's ``arm`` (a FakeArm) and
+    trusting its certificate."""
+    import ascend_azure.plugin
+    from ascend_azure.credentials import override_credential
+
+    register_plugin(ascend_azure.plugin, "azure")
+    monkeypatch.setenv("ASCEND_AZURE_ARM_ENDPOINT", arm.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", arm.ca_file)  # azure-core's requests honours it
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    with override_credential(arm.credential):
+        yield ascend_cli

@@ -8,10 +8,9 @@ is a warning carrying the ``az`` command for an owner, not a failure.
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from ascend_azure.bootstrap import (
     resolve_subscription,
 )
 from ascend_azure.testing import FakeArm
+from ascend_azure.testing.arm import unsigned_jwt
 
 from .conftest import CLUSTER, GROUP, LOCATION, SUBSCRIPTION, group_id, seed_cluster
 
@@ -48,11 +48,7 @@ REGISTRY_ID = f"{group_id()}/providers/Microsoft.ContainerRegistry/registries/{R
 
 def jwt(**claims: Any) -> str:
     """An unsigned JWT with ``claims``: what bootstrap reads the caller's object id from."""
-
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.signature"
+    return unsigned_jwt(claims)
 
 
 USER_TOKEN = jwt(
@@ -86,25 +82,6 @@ def assignments(fake: FakeArm, scope: str) -> list[dict[str, Any]]:
             if body is not None:
                 found.append(body["properties"])
     return found
-
-
-@pytest.fixture
-def azure_cli(
-    arm: FakeArm,
-    ascend_cli: Callable[..., Any],
-    register_plugin: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., Any]]:
-    """``ascend`` with the azure plugin, pointed at the fake ARM and trusting its certificate."""
-    import ascend_azure.plugin
-    from ascend_azure.credentials import override_credential
-
-    register_plugin(ascend_azure.plugin, "azure")
-    monkeypatch.setenv("ASCEND_AZURE_ARM_ENDPOINT", arm.url)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", arm.ca_file)  # azure-core's requests honours it
-    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    with override_credential(arm.credential):
-        yield ascend_cli
 
 
 # -- the function -------------------------------------------------------------------------------

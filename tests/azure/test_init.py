@@ -7,8 +7,6 @@ the option); what the file already holds is kept; the result loads as an Azure c
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,12 @@ from ascend.errors import ConfigError
 from ascend_azure.bootstrap import Arm
 from ascend_azure.init import discover, write_project_file
 from ascend_azure.testing import FakeArm
+from ascend_azure.testing.arm import unsigned_jwt
 
 from .conftest import CLUSTER, GROUP, LOCATION, SUBSCRIPTION, group_id, seed_cluster
 
 pytest.importorskip("azure.mgmt.storage")
 pytest.importorskip("azure.mgmt.containerregistry")
-
-
-def _jwt(**claims: Any) -> str:
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none'})}.{part(claims)}.signature"
 
 
 def add_account(arm: FakeArm, name: str, *, managed: bool = False, container: bool = True) -> None:
@@ -59,29 +51,12 @@ def add_registry(arm: FakeArm, name: str) -> None:
 
 @pytest.fixture
 def arm() -> Iterator[FakeArm]:
-    with FakeArm(token=_jwt(oid="3b2f7d1e-6c4a-4e8b-9d1f-0a2b3c4d5e6f", upn="a@b.c")) as fake:
+    with FakeArm(
+        token=unsigned_jwt(dict(oid="3b2f7d1e-6c4a-4e8b-9d1f-0a2b3c4d5e6f", upn="a@b.c"))
+    ) as fake:
         seed_cluster(fake)
         yield fake
         assert not fake.errors, "the fake ARM failed:\n" + "\n".join(fake.errors)
-
-
-@pytest.fixture
-def azure_cli(
-    arm: FakeArm,
-    ascend_cli: Callable[..., Any],
-    register_plugin: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., Any]]:
-    """``ascend`` with the azure plugin, pointed at the fake ARM and trusting its certificate."""
-    import ascend_azure.plugin
-    from ascend_azure.credentials import override_credential
-
-    register_plugin(ascend_azure.plugin, "azure")
-    monkeypatch.setenv("ASCEND_AZURE_ARM_ENDPOINT", arm.url)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", arm.ca_file)  # azure-core's requests honours it
-    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    with override_credential(arm.credential):
-        yield ascend_cli
 
 
 def init(azure_cli: Callable[..., Any], *args: str, **kwargs: Any) -> Any:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from ascend.registry import MANIFEST_ACCEPT, OCIRegistry
 from ascend_azure.registry import ACR_REFRESH_USER, ACR_SCOPE, AzureContainerRegistry, login_server
 
 from .. import services
+from ..httpserve import serving
 from ..test_registry import basic_auth, push_oci_image, unique_repository, write_docker_config
 
 USER = "ascend"
@@ -341,17 +341,10 @@ class _AcrHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def acr() -> Iterator[FakeAcr]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AcrHandler)
-    state = FakeAcr(port=server.server_address[1])
-    server.acr = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    state = FakeAcr()
+    with serving(_AcrHandler, acr=state) as port:
+        state.port = port
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class TestAadExchange:
