@@ -23,7 +23,12 @@ MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]", "
 
 @click.group(
     "azure",
-    help="Azure: create resources (bootstrap), write .ascend.yaml (init), check (doctor).",
+    help="Set up and check Ascend on Azure.\n\n"
+    "Once per resource group, someone allowed to create resources runs 'bootstrap' "
+    "(storage account, container, registry, roles). In each project, run 'init' to find "
+    "them and write .ascend.yaml. Run 'doctor' whenever something does not work: it checks "
+    "each part and says how to fix it.\n\n"
+    "bootstrap and init need: pip install 'ascend[azure-admin]'",
 )
 def azure() -> None:
     pass

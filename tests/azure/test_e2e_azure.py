@@ -116,3 +116,16 @@ def test_the_connection_string_reaches_the_pod_only_as_a_secret_reference(
     }
     reference = env["AZURE_STORAGE_CONNECTION_STRING"].value_from.secret_key_ref
     assert (reference.name, reference.key) == (SECRET, "connection-string")
+
+
+def test_the_jobs_commands_read_the_record_from_blob_storage(
+    azure_kube: KubeEmulator, ascend_cli: Any
+) -> None:
+    handle = square.submit(4)
+    assert handle.result(timeout=60) == 16
+    listed = ascend_cli("jobs", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    records = {record["job_id"]: record for record in json.loads(listed.output)}
+    assert records[handle.job_id]["status"] == "succeeded"
+    logs = ascend_cli("jobs", "logs", handle.job_id)
+    assert logs.exit_code == 0 and "squaring 4" in logs.output
