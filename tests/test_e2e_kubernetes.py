@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +30,8 @@ from ascend import (
     ascend,
     attach,
 )
+from ascend import hookimpl as ascend_hookimpl
+from ascend.plugins.types import NodeType
 from ascend.testing.kube import KubeEmulator
 
 from . import services
@@ -515,3 +518,96 @@ def test_done_and_cancel_of_a_finished_job(kube: KubeEmulator) -> None:
         f"ascend-{handle.job_id}", NAMESPACE
     )
     assert job.metadata.name == f"ascend-{handle.job_id}"  # not deleted by the late cancel
+
+
+# -- nodes the cluster autoscaler is still adding ----------------------------------------------
+
+
+class LatePool:
+    """A node type whose pool has no node yet (an AKS GPU pool scaled to zero)."""
+
+    @ascend_hookimpl
+    def ascend_node_types(self):
+        return [NodeType("late", node_selector=(("pool", "late"),))]
+
+
+def _pending_pod(kube: KubeEmulator, job_id: str) -> str:
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube.api_client())
+    for _ in range(200):
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name=ascend-{job_id}")
+        if pods.items:
+            return str(pods.items[0].metadata.name)
+        time.sleep(0.05)
+    raise AssertionError("the job's pod never appeared")
+
+
+def _autoscaler_says(kube: KubeEmulator, pod: str, reason: str, message: str) -> None:
+    from kubernetes import client
+
+    client.CoreV1Api(kube.api_client()).create_namespaced_event(
+        NAMESPACE,
+        {
+            "metadata": {"name": f"{pod}.{uuid.uuid4().hex[:8]}"},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": NAMESPACE},
+            "reason": reason,
+            "message": message,
+            "type": "Normal",
+            "source": {"component": "cluster-autoscaler"},
+        },
+    )
+
+
+@pytest.fixture
+def late_pool(kube: KubeEmulator, register_plugin: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    register_plugin(LatePool(), "late-pool")
+    monkeypatch.setenv("ASCEND_KUBERNETES_PENDING_TIMEOUT", "1")
+    monkeypatch.setenv("ASCEND_KUBERNETES_SCALE_UP_TIMEOUT", "60")
+
+    @ascend(timeout=60, stream_logs=False, node_type="late")
+    def on_late_node() -> str:
+        return "ran on the new node"
+
+    return on_late_node
+
+
+def test_a_pod_waits_past_pending_timeout_while_the_autoscaler_adds_a_node(
+    kube: KubeEmulator, late_pool: Any
+) -> None:
+    from kubernetes import client
+
+    handle = late_pool.submit()
+    pod = _pending_pod(kube, handle.job_id)
+    _autoscaler_says(kube, pod, "TriggeredScaleUp", "pod triggered scale-up: [{aks-late 0->1}]")
+
+    def node_joins() -> None:  # well after pending_timeout, while result() waits
+        time.sleep(3)
+        client.CoreV1Api(kube.api_client()).patch_node(
+            kube.node_name, {"metadata": {"labels": {"pool": "late"}}}
+        )
+
+    joiner = threading.Thread(target=node_joins)
+    joiner.start()
+    started = time.monotonic()
+    try:
+        assert handle.result(timeout=60) == "ran on the new node"
+    finally:
+        joiner.join()
+    assert time.monotonic() - started > 2.5
+    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
+        f"ascend-{handle.job_id}", NAMESPACE
+    )
+    # the Job's own deadline leaves room for the wait and the image pull
+    assert job.spec.active_deadline_seconds > 60 + 60
+
+
+def test_an_autoscaler_that_cannot_help_fails_at_pending_timeout(
+    kube: KubeEmulator, late_pool: Any
+) -> None:
+    handle = late_pool.submit()
+    pod = _pending_pod(kube, handle.job_id)
+    _autoscaler_says(kube, pod, "NotTriggerScaleUp", "pod didn't trigger scale-up: no pool")
+    with pytest.raises(UnschedulableError) as caught:
+        handle.result(timeout=60)
+    assert any("NotTriggerScaleUp" in event for event in caught.value.evidence["events"])

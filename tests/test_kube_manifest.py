@@ -158,3 +158,10 @@ def test_gpu_node_type_sets_gpu_resources_selector_and_tolerations() -> None:
 )
 def test_label_values_are_valid(text: str, value: str) -> None:
     assert label_value(text) == value
+
+
+def test_the_jobs_deadline_leaves_room_to_wait_for_a_node_and_pull_the_image() -> None:
+    # the runner applies timeout from the function's start; the Job's deadline is a backstop
+    manifest = build_job(request(timeout=600), namespace="n", image="i", start_allowance=1500)
+    assert manifest["spec"]["activeDeadlineSeconds"] == 2100
+    validate(manifest)

@@ -42,6 +42,7 @@ IMAGE_PULL_REASONS = frozenset(
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
 MAX_RECONNECTS = 5  # consecutive dropped watch connections before giving up
+IMAGE_PULL_ALLOWANCE = 600  # seconds; CUDA images are several GB
 
 
 @dataclass
@@ -51,6 +52,7 @@ class KubernetesSettings:
     namespace: str = "default"
     image: str = "ascend-runtime:latest"
     pending_timeout: float = 300.0
+    scale_up_timeout: float = 900.0
     ttl_seconds: int = 300
     ttl_unattended_seconds: int = 86400
     env: dict[str, str] = field(default_factory=dict)
@@ -141,6 +143,10 @@ class KubernetesCompute(ComputeBackend):
             image=request.image or self.settings.image,
             node_type=node_type,
             ttl_seconds=self.settings.ttl_unattended_seconds,
+            start_allowance=int(
+                max(self.settings.pending_timeout, self.settings.scale_up_timeout)
+                + IMAGE_PULL_ALLOWANCE
+            ),
             env=self.settings.env,
             secret_env=self.settings.secret_env,
             service_account=self.settings.service_account,
@@ -196,6 +202,7 @@ class KubernetesCompute(ComputeBackend):
             watcher.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         pending_since: float | None = None
+        pending_limit = self.settings.pending_timeout
         scheduler_message = ""
         pod_status: dict[str, Any] | None = None
         try:
@@ -204,19 +211,26 @@ class KubernetesCompute(ComputeBackend):
                 if remaining is not None and remaining <= 0:
                     return JobStatus(RUNNING)
                 if pending_since is not None:
-                    left = pending_since + self.settings.pending_timeout - time.monotonic()
+                    left = pending_since + pending_limit - time.monotonic()
                     if left <= 0:
+                        recent = self._events(tracked)
+                        if pending_limit < self.settings.scale_up_timeout and _scaling_up(recent):
+                            # the autoscaler is adding a node (GPU pools start at zero and
+                            # take minutes): wait for it, up to scale_up_timeout
+                            pending_limit = self.settings.scale_up_timeout
+                            continue
                         self._give_up(tracked)
                         raise UnschedulableError(
                             f"no node could take job {tracked.name} within "
-                            f"{self.settings.pending_timeout:g} s: {scheduler_message}",
+                            f"{pending_limit:g} s: {scheduler_message}",
                             evidence={
                                 "reason": "Unschedulable",
                                 "message": scheduler_message,
-                                "events": self._events(tracked),
+                                "events": recent,
                             },
                             fix="ask for fewer resources, pick another node_type, or check that "
-                            "the cluster has a node pool for it",
+                            "the cluster has a node pool for it (a pool the autoscaler is "
+                            "still growing gets kubernetes.scale_up_timeout)",
                         )
                     remaining = left if remaining is None else min(remaining, left)
                 try:
@@ -588,6 +602,13 @@ def _image_will_not_come(waiting: Any) -> bool:
             "invalid",
         )
     )
+
+
+def _scaling_up(events: list[str]) -> bool:
+    """Whether the cluster autoscaler said it is adding a node for the pod (and not since
+    that it cannot)."""
+    verdicts = [e for e in events if " TriggeredScaleUp:" in e or " NotTriggerScaleUp:" in e]
+    return bool(verdicts) and " TriggeredScaleUp:" in verdicts[-1]
 
 
 def _has_condition(pod: Any, kind: str) -> bool:

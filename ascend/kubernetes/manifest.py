@@ -45,8 +45,14 @@ def build_job(
     env: dict[str, str] | None = None,
     secret_env: dict[str, tuple[str, str]] | None = None,
     service_account: str | None = None,
+    start_allowance: int = 0,
 ) -> dict[str, Any]:
-    """The Job for ``request``. ``secret_env`` maps variable -> (secret name, key)."""
+    """The Job for ``request``. ``secret_env`` maps variable -> (secret name, key).
+
+    ``start_allowance``: seconds the pod may spend before the function starts (waiting for a
+    node, pulling the image). ``activeDeadlineSeconds`` counts them, while the runner applies
+    ``timeout`` from the function's start itself, so the Job's deadline is only a backstop.
+    """
     labels = {
         MANAGED_BY: "ascend",
         JOB_ID_LABEL: label_value(request.job_id),
@@ -122,7 +128,7 @@ def build_job(
 
     job_spec: dict[str, Any] = {
         "backoffLimit": request.retries,
-        "activeDeadlineSeconds": request.timeout,
+        "activeDeadlineSeconds": request.timeout + start_allowance,
         "completions": 1,
         "parallelism": 1,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},

@@ -50,6 +50,13 @@ def ascend_settings() -> Iterable[Setting]:
             help="seconds a pod may wait for a node before the call fails as unschedulable",
         ),
         Setting(
+            "kubernetes.scale_up_timeout",
+            float,
+            default=900.0,
+            help="seconds a pod may wait for a node while the cluster autoscaler adds one "
+            "(TriggeredScaleUp); GPU pools that scale from zero take 5-10 minutes",
+        ),
+        Setting(
             "kubernetes.ttl_seconds",
             int,
             default=300,
@@ -97,6 +104,7 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
         namespace=config.get("kubernetes.namespace") or "",
         image=config.get("kubernetes.image") or default_image(config),
         pending_timeout=float(config.get("kubernetes.pending_timeout", 300.0)),
+        scale_up_timeout=float(config.get("kubernetes.scale_up_timeout", 900.0)),
         ttl_seconds=int(config.get("kubernetes.ttl_seconds", 300)),
         env={str(k): str(v) for k, v in config.get("kubernetes.env", {}).items()},
         secret_env={
