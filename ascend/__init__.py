@@ -168,6 +168,10 @@ def _check_backend() -> None:
 
     if provider_selected_in_files():
         return
+    from ascend.plugins.probe import usable_provider_installed
+
+    if usable_provider_installed():
+        return  # which one, or whether several clash, is decided at first use
     try:
         from ascend.plugins.manager import get_plugin_manager
 
