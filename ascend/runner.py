@@ -39,6 +39,7 @@ EXIT_STORAGE = 5
 EXIT_OUT_OF_MEMORY = 6
 EXIT_DEADLINE = 7
 EXIT_TERMINATED = 143
+EXPIRE_GRACE = 30.0  # seconds the watchdog may spend saving the verdict and logs
 LOG_UPLOAD_INTERVAL = 10.0
 
 
@@ -335,6 +336,11 @@ class Runner:
 
     def _start_watchdog(self, timeout: float) -> None:
         def expire() -> None:
+            # Saving the verdict and the logs must not keep an overrun alive: a stuck storage
+            # call (or a lock held by a periodic log upload) gets EXPIRE_GRACE seconds.
+            hard_stop = threading.Timer(EXPIRE_GRACE, _stop_now)
+            hard_stop.daemon = True
+            hard_stop.start()
             self._metadata(
                 "failed",
                 exit_code=EXIT_DEADLINE,
@@ -347,9 +353,7 @@ class Runner:
             if self.tee:
                 self.tee.close(wait=0.5)
             self.upload_logs()
-            if os.getpgrp() == os.getpid():  # our own process group: its children go too
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-            os._exit(EXIT_DEADLINE)
+            _stop_now()  # our own process group's children go too
 
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
@@ -366,6 +370,27 @@ class Runner:
             os.rmdir(self._log_dir)
         except OSError:
             pass
+
+
+def _stop_now() -> None:
+    """End the job at once: the other processes of our group, then this one with the
+    deadline's exit code (a SIGKILL to the whole group would kill us too, and the pod would
+    report 137, which retries would run again)."""
+    me, group = os.getpid(), os.getpgrp()
+    if group == me:
+        try:
+            pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+        except OSError:  # no /proc: SIGTERM the group, ourselves excepted
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.killpg(group, signal.SIGTERM)
+            pids = []
+        for pid in pids:
+            try:
+                if pid != me and os.getpgid(pid) == group:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    os._exit(EXIT_DEADLINE)
 
 
 def _stop_children() -> None:

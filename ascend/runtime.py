@@ -18,7 +18,6 @@ from ascend import metadata
 from ascend.compute import CANCELLED, RUNNING, TIMED_OUT, JobRequest, JobStatus
 from ascend.errors import (
     AscendError,
-    ConfigError,
     JobCancelledError,
     JobError,
     JobFailedError,
@@ -62,8 +61,6 @@ def resolve_resources(options: CallOptions, provider: str) -> tuple[str, str]:
     """The (cpu, memory) a call asks for: what the decorator was given, else the node type's
     defaults when the node type belongs to ``provider`` (or to any), else 1 CPU and 2Gi.
 
-    :raises ConfigError: the node type belongs to another Kubernetes-backed provider, where
-        its node selector could never match.
     """
     cpu, memory = options.cpu, options.memory
     if options.node_type and (cpu is None or memory is None):
@@ -78,21 +75,26 @@ def resolve_resources(options: CallOptions, provider: str) -> tuple[str, str]:
 
 
 def _check_node_type_provider(options: CallOptions, provider: str) -> None:
+    """Warn when the node type belongs to another provider: its selector may still match (an
+    AKS cluster run through the generic kubernetes provider), but its defaults do not apply."""
     if not options.node_type or provider == "local":  # the local provider ignores node types
         return
     from ascend.plugins.manager import get_plugin_manager
 
-    catalog = get_plugin_manager().node_types()
-    found = catalog.get(options.node_type)
+    found = get_plugin_manager().node_types().get(options.node_type)
     if found is None or found[0].provider in (None, provider):
         return
-    usable = sorted(n for n, (t, _) in catalog.items() if t.provider in (None, provider))
-    raise ConfigError(
-        f"@ascend(node_type={options.node_type!r}): that node type belongs to provider "
-        f"{found[0].provider!r}, and the selected provider is {provider!r}",
-        fix="pick one of this provider's node types ("
-        + (", ".join(usable) or "none declared")
-        + ") or select its provider with cloud_provider",
+    import warnings
+
+    from ascend.backend import ConfigWarning
+
+    warnings.warn(
+        f"@ascend(node_type={options.node_type!r}) comes from provider {found[0].provider!r}'s "
+        f"catalog and the selected provider is {provider!r}: its node selector is used, its "
+        "cpu/memory defaults are not (select its provider with cloud_provider if that is "
+        "what you meant)",
+        ConfigWarning,
+        stacklevel=3,
     )
 
 

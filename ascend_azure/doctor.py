@@ -11,7 +11,6 @@ import socket
 import sys
 import urllib.parse
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,9 @@ if TYPE_CHECKING:
     from ascend.backend import CloudBackend
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+# (connect, read) seconds for every Kubernetes call: a server that accepts and never answers
+# must not hang the doctor
+KUBE_TIMEOUT = (5, 15)
 
 
 @dataclass
@@ -160,9 +162,9 @@ def check_cluster(backend: CloudBackend) -> Check:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        version = client.VersionApi(api).get_code().git_version
+        version = client.VersionApi(api).get_code(_request_timeout=KUBE_TIMEOUT).git_version
         try:
-            client.CoreV1Api(api).read_namespace(namespace)
+            client.CoreV1Api(api).read_namespace(namespace, _request_timeout=KUBE_TIMEOUT)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -230,7 +232,7 @@ def check_node_pools(
     return Check("node pools", OK, detail)
 
 
-def check_pod_identity(backend: CloudBackend) -> Check:
+def check_pod_identity(backend: CloudBackend, cluster_reachable: bool = True) -> Check:
     from ascend_azure.checks import check_pod_access
 
     config = backend.config
@@ -238,6 +240,10 @@ def check_pod_identity(backend: CloudBackend) -> Check:
         check_pod_access(config)
     except AscendError as error:
         return Check("pod identity", FAIL, error.message, fix=error.fix)
+    if not cluster_reachable and (
+        config.get("azure.workload_identity") or config.get("azure.connection_string_secret")
+    ):
+        return Check("pod identity", SKIP, "the cluster is not reachable; see the cluster check")
     if config.get("azure.workload_identity"):
         return _check_service_account(backend)
     if config.get("azure.connection_string_secret"):
@@ -264,10 +270,18 @@ def _read(backend: CloudBackend, kind: str, name: str) -> tuple[Any, str] | Chec
             core.read_namespaced_service_account if kind == "sa" else core.read_namespaced_secret
         )
         try:
-            return reader(name, namespace), namespace
+            return reader(name, namespace, _request_timeout=KUBE_TIMEOUT), namespace
         except ApiException as error:
             if error.status == 404:
                 return None, namespace
+            if error.status == 403:
+                what = "service account" if kind == "sa" else "secret"
+                return Check(
+                    "pod identity",
+                    WARN,
+                    f"you may not read {what} {namespace}/{name}, so it was not checked",
+                    fix="ask a cluster admin to check it, or for read access to it",
+                )
             raise
     except _NotKubernetes:
         return Check("pod identity", SKIP, "jobs do not run on Kubernetes")
@@ -353,12 +367,13 @@ def run_checks(
     backend: CloudBackend, *, credential: Any = None, connection_verify: Any = None
 ) -> list[Check]:
     """Every check, in the order a user would fix them."""
-    steps: list[Callable[[], Check]] = [
-        lambda: check_credentials(backend, credential),
-        lambda: check_storage(backend),
-        lambda: check_registry(backend),
-        lambda: check_cluster(backend),
-        lambda: check_node_pools(backend, credential, connection_verify),
-        lambda: check_pod_identity(backend),
+    checks = [
+        check_credentials(backend, credential),
+        check_storage(backend),
+        check_registry(backend),
+        check_cluster(backend),
+        check_node_pools(backend, credential, connection_verify),
     ]
-    return [step() for step in steps]
+    cluster_reachable = checks[3].status not in (FAIL, SKIP)
+    checks.append(check_pod_identity(backend, cluster_reachable))
+    return checks

@@ -611,3 +611,71 @@ def test_an_autoscaler_that_cannot_help_fails_at_pending_timeout(
     with pytest.raises(UnschedulableError) as caught:
         handle.result(timeout=60)
     assert any("NotTriggerScaleUp" in event for event in caught.value.evidence["events"])
+
+
+@ascend(timeout=2, retries=2, stream_logs=False)
+def overrun_with_retries() -> None:
+    time.sleep(30)
+
+
+def test_an_overrun_is_a_timeout_and_is_not_retried(kube: KubeEmulator) -> None:
+    from kubernetes import client
+
+    handle = overrun_with_retries.submit()
+    with pytest.raises(JobTimeoutError):
+        handle.result(timeout=60)
+    pods = client.CoreV1Api(kube.api_client()).list_namespaced_pod(
+        NAMESPACE, label_selector=f"job-name=ascend-{handle.job_id}"
+    )
+    codes = [
+        s.state.terminated.exit_code
+        for p in pods.items
+        for s in p.status.container_statuses or []
+        if s.state.terminated
+    ]
+    assert len(pods.items) == 1, codes  # the same overrun again would only cost more
+
+
+def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
+    kube: KubeEmulator, late_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the API server cuts a generateName base to 58 characters: pod names then do not start
+    # with the Job's name, and events must be matched through the pods' job-name label
+    from kubernetes import client
+
+    monkeypatch.setenv("ASCEND_USERNAME", "christopher1")
+    monkeypatch.setenv("ASCEND_PROJECT", "data-pipelines2")
+    namespace = "ascend-users-christopher1"
+    kube.create_namespace(namespace)
+    handle = late_pool.submit()
+    job_name = f"ascend-{handle.job_id}"
+    assert len(job_name) > 58
+    core = client.CoreV1Api(kube.api_client())
+    for _ in range(200):
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        if pods.items:
+            break
+        time.sleep(0.05)
+    pod = pods.items[0].metadata.name
+    assert not pod.startswith(job_name + "-")
+    core.create_namespaced_event(
+        namespace,
+        {
+            "metadata": {"name": f"{pod}.{uuid.uuid4().hex[:8]}"},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
+            "reason": "TriggeredScaleUp",
+            "message": "pod triggered scale-up: [{aks-late 0->1}]",
+            "type": "Normal",
+        },
+    )
+
+    def node_joins() -> None:
+        time.sleep(3)
+        core.patch_node(kube.node_name, {"metadata": {"labels": {"pool": "late"}}})
+
+    joiner = threading.Thread(target=node_joins)
+    joiner.start()
+    try:
+        assert handle.result(timeout=60) == "ran on the new node"
+    finally:
+        joiner.join()

@@ -83,7 +83,12 @@ def test_retries_do_not_count_disruptions() -> None:
     spec = build_job(request(retries=3), namespace="ns", image="img:1")["spec"]
     assert spec["backoffLimit"] == 3
     assert spec["podFailurePolicy"]["rules"] == [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        # an overrun, a corrupt package or a version mismatch would only fail again
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "runner", "operator": "In", "values": [3, 4, 7]},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]
 
 

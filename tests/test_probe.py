@@ -13,8 +13,6 @@ from ascend.plugins.probe import usable_provider_installed
 
 from .fakedist import BROKEN_ENTRY_POINT_PLUGIN, install_distribution
 
-REPO = Path(__file__).resolve().parents[1]
-
 PROVIDER_PLUGIN = """
 from ascend import Provider, hookimpl
 
@@ -26,15 +24,17 @@ def ascend_providers():
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A site directory that is the only one on sys.path (besides this checkout)."""
+    """A site directory that is the only one on sys.path (ascend is already imported; a
+    checkout may hold an ascend.egg-info with the Azure entry point)."""
     directory = tmp_path / "site"
     directory.mkdir()
-    monkeypatch.setattr(sys, "path", [str(directory), str(REPO), *_stdlib()])
+    monkeypatch.setattr(sys, "path", [str(directory), *_stdlib()])
     return directory
 
 
 def _stdlib() -> list[str]:
-    return [p for p in sys.path if "site-packages" not in p and p not in ("", str(REPO))]
+    # the interpreter's own directories only: other tests put temporary sites on sys.path
+    return [p for p in sys.path if p.startswith(sys.base_prefix) and "site-packages" not in p]
 
 
 def install(site: Path, source: str, reference: str | None = None) -> str:

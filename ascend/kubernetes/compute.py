@@ -42,7 +42,7 @@ IMAGE_PULL_REASONS = frozenset(
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
 MAX_RECONNECTS = 5  # consecutive dropped watch connections before giving up
-IMAGE_PULL_ALLOWANCE = 600  # seconds; CUDA images are several GB
+EXIT_DEADLINE = 7  # the runner's exit code when its watchdog stops an overrun
 
 
 @dataclass
@@ -133,7 +133,7 @@ class KubernetesCompute(ComputeBackend):
     def submit(self, request: JobRequest) -> str:
         from kubernetes.client.exceptions import ApiException
 
-        from ascend.kubernetes.manifest import build_job
+        from ascend.kubernetes.manifest import POD_START_ALLOWANCE, build_job
 
         node_type = self.node_types.get(request.node_type) if request.node_type else None
         namespace = self.namespace_for(request)
@@ -145,7 +145,7 @@ class KubernetesCompute(ComputeBackend):
             ttl_seconds=self.settings.ttl_unattended_seconds,
             start_allowance=int(
                 max(self.settings.pending_timeout, self.settings.scale_up_timeout)
-                + IMAGE_PULL_ALLOWANCE
+                + POD_START_ALLOWANCE
             ),
             env=self.settings.env,
             secret_env=self.settings.secret_env,
@@ -252,6 +252,7 @@ class KubernetesCompute(ComputeBackend):
                         scheduler_message = unschedulable
                     elif unschedulable is None:
                         pending_since = None
+                        pending_limit = self.settings.pending_timeout
                     self._maybe_stream_logs(tracked, obj)
                 elif kind == "job":
                     verdict = self._job_verdict(tracked, obj, pod_status)
@@ -425,9 +426,14 @@ class KubernetesCompute(ComputeBackend):
                 if pods:
                     pod = pods[-1]
                     self._pod_verdict(tracked, pod, final=True)
-                if condition.reason == "DeadlineExceeded":
-                    return JobStatus(TIMED_OUT, None, "DeadlineExceeded", condition.message)
                 exit_code = _exit_code(pod)
+                if condition.reason == "DeadlineExceeded" or exit_code == EXIT_DEADLINE:
+                    return JobStatus(
+                        TIMED_OUT,
+                        exit_code,
+                        "DeadlineExceeded",
+                        condition.message or "the function ran past its timeout",
+                    )
                 if tracked.cancelled:
                     return JobStatus(CANCELLED, exit_code, "Cancelled", "the job was cancelled")
                 return JobStatus(
@@ -455,17 +461,23 @@ class KubernetesCompute(ComputeBackend):
         return list(listing.items)
 
     def _events(self, tracked: _Tracked) -> list[str]:
-        """Recent events of the job and its pods, oldest first (evidence for errors)."""
+        """Recent events of the job and its pods, oldest first (evidence for errors).
+
+        Pods are found by their ``job-name`` label, not by name prefix: the API server cuts a
+        long Job name before adding the pod's random suffix.
+        """
         try:
-            listing = self._core().list_namespaced_event(tracked.namespace)
+            core = self._core()
+            pods = core.list_namespaced_pod(
+                tracked.namespace, label_selector=f"job-name={tracked.name}"
+            )
+            names = {tracked.name} | {pod.metadata.name for pod in pods.items}
+            listing = core.list_namespaced_event(tracked.namespace)
         except Exception:  # evidence is best effort
             return []
-        lines = []
-        for event in listing.items:
-            name = event.involved_object.name or ""
-            if name == tracked.name or name.startswith(tracked.name + "-"):
-                lines.append(f"{event.type} {event.reason}: {event.message}")
-        return lines[-20:]
+        ours = [e for e in listing.items if (e.involved_object.name or "") in names]
+        ours.sort(key=_event_time)
+        return [f"{e.type} {e.reason}: {e.message}" for e in ours][-20:]
 
     def _give_up(self, tracked: _Tracked) -> None:
         """The job can never run: delete it so nothing waits in the cluster either."""
@@ -602,6 +614,21 @@ def _image_will_not_come(waiting: Any) -> bool:
             "invalid",
         )
     )
+
+
+def _event_time(event: Any) -> str:
+    """When an event last happened, as a sortable string (a repeated event keeps its name)."""
+    series = getattr(event, "series", None)
+    for value in (
+        getattr(series, "last_observed_time", None),
+        event.last_timestamp,
+        event.event_time,
+        event.first_timestamp,
+        event.metadata.creation_timestamp if event.metadata else None,
+    ):
+        if value:
+            return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return ""
 
 
 def _scaling_up(events: list[str]) -> bool:

@@ -20,6 +20,9 @@ JOB_ID_LABEL = "ascend.io/job-id"
 USER_LABEL = "ascend.io/user"
 PROJECT_LABEL = "ascend.io/project"
 CONTAINER = "runner"
+# Runner exit codes that retries must not re-run: integrity, version mismatch, deadline.
+NOT_RETRIED_EXIT_CODES = (3, 4, 7)
+POD_START_ALLOWANCE = 600  # seconds to pull the image (CUDA images are several GB) and start
 RUNNER_COMMAND = ["python", "-m", "ascend.runner"]
 GPU_RESOURCE = "nvidia.com/gpu"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
@@ -126,6 +129,9 @@ def build_job(
         if node_type.tolerations:
             pod_spec["tolerations"] = [dict(t) for t in node_type.tolerations]
 
+    # The pod's own deadline starts when a node has accepted it, so it leaves out the wait for
+    # a node and stops an overrun even if the runner's watchdog could not.
+    pod_spec["activeDeadlineSeconds"] = request.timeout + POD_START_ALLOWANCE
     job_spec: dict[str, Any] = {
         "backoffLimit": request.retries,
         "activeDeadlineSeconds": request.timeout + start_allowance,
@@ -136,13 +142,22 @@ def build_job(
     if ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = ttl_seconds
     if request.retries:
-        # Retries are for the user's failures; a preempted or evicted pod is not their fault.
+        # Retries are for the user's failures; a preempted or evicted pod is not their fault,
+        # and an overrun or a refused package would only fail the same way again.
         job_spec["podFailurePolicy"] = {
             "rules": [
                 {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": list(NOT_RETRIED_EXIT_CODES),
+                    },
+                },
+                {
                     "action": "Ignore",
                     "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                }
+                },
             ]
         }
     return {

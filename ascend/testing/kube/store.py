@@ -133,7 +133,9 @@ class Store:
             namespace = str(meta.get("namespace") or "")
             if not meta.get("name") and meta.get("generateName"):
                 for _ in range(100):
-                    candidate = f"{meta['generateName']}{random_suffix()}"
+                    # like the API server: the base is cut to 58 characters, so that the
+                    # name with its 5-character suffix stays a valid 63-character name
+                    candidate = f"{meta['generateName'][:58]}{random_suffix()}"
                     if (namespace, candidate) not in table:
                         meta["name"] = candidate
                         break
