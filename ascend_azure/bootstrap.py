@@ -524,10 +524,21 @@ def _assign(arm: Arm, client: Any, scope: str, role: Role, principal: Principal,
 # -- resources ----------------------------------------------------------------------------------
 
 
-def _taken_message(kind: str, name: str, reason: str, message: str, where: str | None) -> str:
+def _require_available(
+    kind: str, name: str, availability: Any, list_all: Callable[[], Any], fix: str
+) -> None:
+    """Refuse a name ARM says is taken, naming who has it when it is in this subscription."""
+    if availability.name_available:
+        return
+    where = _owner_in_subscription(list_all, name)
     if where:
-        return f"{kind} name {name!r} is already used in this subscription, by {where}"
-    return f"{kind} name {name!r} is not available ({reason}): {message}".rstrip(": ")
+        message = f"{kind} name {name!r} is already used in this subscription, by {where}"
+    else:
+        reason, detail = str(availability.reason or ""), str(availability.message or "")
+        message = f"{kind} name {name!r} is not available ({reason}): {detail}".rstrip(": ")
+    raise ConfigError(
+        message, fix=fix + (", or run bootstrap with that resource group" if where else "")
+    )
 
 
 def _storage_account(
@@ -559,22 +570,15 @@ def _storage_account(
             )
         return account
     with arm_errors(arm, f"create storage account {name!r}"):
-        available = client.storage_accounts.check_name_availability(
-            StorageAccountCheckNameAvailabilityParameters(name=name)
+        _require_available(
+            "storage account",
+            name,
+            client.storage_accounts.check_name_availability(
+                StorageAccountCheckNameAvailabilityParameters(name=name)
+            ),
+            client.storage_accounts.list,
+            "pass another name with --storage-account (3-24 lowercase letters and digits)",
         )
-        if not available.name_available:
-            where = _owner_in_subscription(client.storage_accounts.list, name)
-            raise ConfigError(
-                _taken_message(
-                    "storage account",
-                    name,
-                    str(available.reason or ""),
-                    str(available.message or ""),
-                    where,
-                ),
-                fix="pass another name with --storage-account (3-24 lowercase letters and digits)"
-                + (", or run bootstrap with that resource group" if where else ""),
-            )
         account = client.storage_accounts.begin_create(
             resource_group,
             name,
@@ -648,22 +652,15 @@ def _registry(
             )
         return registry
     with arm_errors(arm, f"create container registry {name!r}"):
-        available = client.registries.check_name_availability(
-            {"name": name, "type": "Microsoft.ContainerRegistry/registries"}
+        _require_available(
+            "container registry",
+            name,
+            client.registries.check_name_availability(
+                {"name": name, "type": "Microsoft.ContainerRegistry/registries"}
+            ),
+            client.registries.list,
+            "pass another name with --registry (5-50 letters and digits)",
         )
-        if not available.name_available:
-            where = _owner_in_subscription(client.registries.list, name)
-            raise ConfigError(
-                _taken_message(
-                    "container registry",
-                    name,
-                    str(available.reason or ""),
-                    str(available.message or ""),
-                    where,
-                ),
-                fix="pass another name with --registry (5-50 letters and digits)"
-                + (", or run bootstrap with that resource group" if where else ""),
-            )
         registry = client.registries.begin_create(
             resource_group,
             name,

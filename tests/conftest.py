@@ -4,8 +4,36 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from . import services
+
 # Tests choose their provider per test (fixtures below); importing ascend must not insist on
 # one. Subprocess tests build their own environment and so still see the real import check.
 os.environ["ASCEND_SKIP_BACKEND_CHECK"] = "1"
 
 pytest_plugins = ["ascend.testing.pytest_plugin", "ascend.testing.kube.fixtures"]
+
+
+# -- the local OCI registries (.ci/services.sh): open, and with htpasswd auth -----------------
+
+REGISTRY_USER = "ascend"
+REGISTRY_PASSWORD = "s3cret"
+
+
+@pytest.fixture
+def open_registry() -> str:
+    return services.require("registry")
+
+
+@pytest.fixture
+def auth_registry() -> str:
+    return services.require("auth-registry")
+
+
+@pytest.fixture
+def auth_credentials() -> tuple[str, str]:
+    return (
+        os.environ.get("ASCEND_TEST_REGISTRY_USER", REGISTRY_USER),
+        os.environ.get("ASCEND_TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
+    )

@@ -6,6 +6,7 @@ as a local process running the real runner. Storage is file:// and, with moto, s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -531,32 +532,53 @@ class LatePool:
         return [NodeType("late", node_selector=(("pool", "late"),))]
 
 
-def _pending_pod(kube: KubeEmulator, job_id: str) -> str:
+def _pending_pod(kube: KubeEmulator, job_id: str, namespace: str = NAMESPACE) -> str:
     from kubernetes import client
 
     core = client.CoreV1Api(kube.api_client())
     for _ in range(200):
-        pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name=ascend-{job_id}")
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name=ascend-{job_id}")
         if pods.items:
             return str(pods.items[0].metadata.name)
         time.sleep(0.05)
     raise AssertionError("the job's pod never appeared")
 
 
-def _autoscaler_says(kube: KubeEmulator, pod: str, reason: str, message: str) -> None:
+def _autoscaler_says(
+    kube: KubeEmulator, pod: str, reason: str, message: str, namespace: str = NAMESPACE
+) -> None:
     from kubernetes import client
 
     client.CoreV1Api(kube.api_client()).create_namespaced_event(
-        NAMESPACE,
+        namespace,
         {
             "metadata": {"name": f"{pod}.{uuid.uuid4().hex[:8]}"},
-            "involvedObject": {"kind": "Pod", "name": pod, "namespace": NAMESPACE},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
             "reason": reason,
             "message": message,
             "type": "Normal",
             "source": {"component": "cluster-autoscaler"},
         },
     )
+
+
+@contextlib.contextmanager
+def _node_joins_after(kube: KubeEmulator, seconds: float) -> Any:
+    """A node of the late pool joins ``seconds`` into the block (the autoscaler's new node)."""
+    from kubernetes import client
+
+    def join() -> None:
+        time.sleep(seconds)
+        client.CoreV1Api(kube.api_client()).patch_node(
+            kube.node_name, {"metadata": {"labels": {"pool": "late"}}}
+        )
+
+    joiner = threading.Thread(target=join)
+    joiner.start()
+    try:
+        yield
+    finally:
+        joiner.join()
 
 
 @pytest.fixture
@@ -581,19 +603,9 @@ def test_a_pod_waits_past_pending_timeout_while_the_autoscaler_adds_a_node(
     pod = _pending_pod(kube, handle.job_id)
     _autoscaler_says(kube, pod, "TriggeredScaleUp", "pod triggered scale-up: [{aks-late 0->1}]")
 
-    def node_joins() -> None:  # well after pending_timeout, while result() waits
-        time.sleep(3)
-        client.CoreV1Api(kube.api_client()).patch_node(
-            kube.node_name, {"metadata": {"labels": {"pool": "late"}}}
-        )
-
-    joiner = threading.Thread(target=node_joins)
-    joiner.start()
     started = time.monotonic()
-    try:
+    with _node_joins_after(kube, 3.0):  # well after pending_timeout, while result() waits
         assert handle.result(timeout=60) == "ran on the new node"
-    finally:
-        joiner.join()
     assert time.monotonic() - started > 2.5
     job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
         f"ascend-{handle.job_id}", NAMESPACE
@@ -641,8 +653,6 @@ def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
 ) -> None:
     # the API server cuts a generateName base to 58 characters: pod names then do not start
     # with the Job's name, and events must be matched through the pods' job-name label
-    from kubernetes import client
-
     monkeypatch.setenv("ASCEND_USERNAME", "christopher1")
     monkeypatch.setenv("ASCEND_PROJECT", "data-pipelines2")
     namespace = "ascend-users-christopher1"
@@ -650,32 +660,10 @@ def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
     handle = late_pool.submit()
     job_name = f"ascend-{handle.job_id}"
     assert len(job_name) > 58
-    core = client.CoreV1Api(kube.api_client())
-    for _ in range(200):
-        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
-        if pods.items:
-            break
-        time.sleep(0.05)
-    pod = pods.items[0].metadata.name
+    pod = _pending_pod(kube, handle.job_id, namespace)
     assert not pod.startswith(job_name + "-")
-    core.create_namespaced_event(
-        namespace,
-        {
-            "metadata": {"name": f"{pod}.{uuid.uuid4().hex[:8]}"},
-            "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
-            "reason": "TriggeredScaleUp",
-            "message": "pod triggered scale-up: [{aks-late 0->1}]",
-            "type": "Normal",
-        },
+    _autoscaler_says(
+        kube, pod, "TriggeredScaleUp", "pod triggered scale-up: [{aks-late 0->1}]", namespace
     )
-
-    def node_joins() -> None:
-        time.sleep(3)
-        core.patch_node(kube.node_name, {"metadata": {"labels": {"pool": "late"}}})
-
-    joiner = threading.Thread(target=node_joins)
-    joiner.start()
-    try:
+    with _node_joins_after(kube, 3.0):
         assert handle.result(timeout=60) == "ran on the new node"
-    finally:
-        joiner.join()

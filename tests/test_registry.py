@@ -32,7 +32,6 @@ import pytest
 from ascend.errors import AscendError, RegistryError
 from ascend.registry import MANIFEST_ACCEPT, ContainerRegistry, OCIRegistry, docker_credentials
 
-from . import services
 from .httpserve import serving
 
 USER = "ascend"
@@ -180,24 +179,6 @@ def empty_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     directory = write_docker_config(tmp_path / "docker-empty", {})
     monkeypatch.setenv("DOCKER_CONFIG", str(directory))
     return directory
-
-
-@pytest.fixture
-def open_registry() -> str:
-    return services.require("registry")
-
-
-@pytest.fixture
-def auth_registry() -> str:
-    return services.require("auth-registry")
-
-
-@pytest.fixture
-def auth_credentials() -> tuple[str, str]:
-    return (
-        os.environ.get("ASCEND_TEST_REGISTRY_USER", USER),
-        os.environ.get("ASCEND_TEST_REGISTRY_PASSWORD", PASSWORD),
-    )
 
 
 @pytest.fixture

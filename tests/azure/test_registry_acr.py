@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,7 +27,6 @@ from ascend.errors import RegistryError
 from ascend.registry import MANIFEST_ACCEPT, OCIRegistry
 from ascend_azure.registry import ACR_REFRESH_USER, ACR_SCOPE, AzureContainerRegistry, login_server
 
-from .. import services
 from ..httpserve import serving
 from ..test_registry import basic_auth, push_oci_image, unique_repository, write_docker_config
 
@@ -146,24 +144,6 @@ class TestConstruction:
 
 
 # -- the real local registries ------------------------------------------------------------------
-
-
-@pytest.fixture
-def open_registry() -> str:
-    return services.require("registry")
-
-
-@pytest.fixture
-def auth_registry() -> str:
-    return services.require("auth-registry")
-
-
-@pytest.fixture
-def auth_credentials() -> tuple[str, str]:
-    return (
-        os.environ.get("ASCEND_TEST_REGISTRY_USER", USER),
-        os.environ.get("ASCEND_TEST_REGISTRY_PASSWORD", PASSWORD),
-    )
 
 
 class TestOpenRegistry:
