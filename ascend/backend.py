@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ascend.compute import ComputeBackend
 from ascend.errors import BackendNotAvailableError, PluginError
@@ -20,6 +20,39 @@ from ascend.storage.base import CloudStorage
 if TYPE_CHECKING:
     from ascend.config import AscendConfig
     from ascend.plugins.manager import AscendPluginManager
+
+
+T = TypeVar("T")
+
+
+class part(Generic[T]):  # lowercase: used like functools.cached_property
+    """A backend part built once, on first use, even when threads ask at the same moment.
+
+    ``functools.cached_property`` has no lock since Python 3.12, so two threads could build
+    two compute clients (or run a plugin's hook twice).
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> part[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> part[T] | T:
+        if instance is None:
+            return self
+        cache = instance.__dict__
+        if self.name not in cache:
+            with cache["_parts_lock"]:
+                if self.name not in cache:
+                    cache[self.name] = self.build(instance)
+        value: T = cache[self.name]
+        return value
 
 
 class ConfigWarning(UserWarning):
@@ -62,6 +95,7 @@ class CloudBackend:
         self.config = config
         self._pm = pm
         self.answered_by: dict[str, str | None] = {}
+        self._parts_lock = threading.RLock()  # a part may build another (registry -> url)
 
     def __repr__(self) -> str:
         return f"CloudBackend(name={self.name!r})"
@@ -82,7 +116,7 @@ class CloudBackend:
             )
         return result
 
-    @cached_property
+    @part
     def storage(self) -> CloudStorage:
         storage: CloudStorage = self._answer(
             "ascend_storage",
@@ -93,7 +127,7 @@ class CloudBackend:
         )
         return storage
 
-    @cached_property
+    @part
     def registry(self) -> ContainerRegistry:
         url: str = self._answer(
             "ascend_registry_url",
@@ -110,11 +144,11 @@ class CloudBackend:
         )
         return registry
 
-    @cached_property
+    @part
     def image_builder(self) -> ImageBuilder:
         return HookImageBuilder(self)
 
-    @cached_property
+    @part
     def compute(self) -> ComputeBackend:
         compute: ComputeBackend = self._answer(
             "ascend_compute",

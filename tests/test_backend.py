@@ -216,3 +216,48 @@ def test_explicit_config_object_is_used(ascend_pm) -> None:
         pm=ascend_pm, overrides={"cloud_provider": "kubernetes", "storage_url": "memory://given"}
     )
     assert get_backend(config).storage.storage_uri() == "memory://given"
+
+
+def test_threads_asking_for_a_part_at_once_build_it_once(
+    ascend_pm, register_plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from ascend import get_backend, hookimpl
+    from ascend.compute import ComputeBackend
+
+    built = []
+
+    class Compute(ComputeBackend):
+        def submit(self, request):
+            raise NotImplementedError
+
+        def wait(self, handle, timeout=None):
+            raise NotImplementedError
+
+        def cancel(self, handle):
+            raise NotImplementedError
+
+        def logs(self, handle):
+            return ""
+
+    class OneCompute:
+        @hookimpl(tryfirst=True)
+        def ascend_compute(self, config):
+            built.append(threading.get_ident())
+            time.sleep(0.2)
+            return Compute()
+
+    register_plugin(OneCompute(), "one-compute")
+    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
+    monkeypatch.setenv("ASCEND_STORAGE_URL", "memory://parts")
+    backend = get_backend()
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(backend.compute)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert len({id(compute) for compute in seen}) == 1
