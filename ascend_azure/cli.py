@@ -63,6 +63,11 @@ def doctor(as_json: bool) -> None:
             out.print(f"{MARKS[check.status]} [bold]{check.name}[/]: {escape(check.detail)}")
             if check.fix and check.status != "ok":
                 out.print(f"    fix: {check.fix}", markup=False)
+        counts = {status: sum(c.status == status for c in checks) for status in MARKS}
+        out.print(
+            f"\n{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed, "
+            f"{counts['skip']} skipped"
+        )
     if any(check.status == FAIL for check in checks):
         raise SystemExit(1)
 

@@ -110,6 +110,7 @@ def test_the_cli_reports_and_exits_zero_when_nothing_fails(
     assert statuses["node pools"] == OK
     human = ascend_cli("azure", "doctor")
     assert "✓ storage" in human.output and "fix:" in human.output
+    assert "0 failed" in human.output.splitlines()[-1]
 
 
 def test_each_broken_part_fails_with_its_fix_and_exit_code_one(
