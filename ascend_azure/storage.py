@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ascend.errors import ConfigError
 from ascend.storage.fsspec_storage import FsspecStorage
+from ascend_azure.settings import DEFAULT_CONTAINER
 
 if TYPE_CHECKING:
     from ascend.config import AscendConfig
@@ -62,41 +63,11 @@ class AzureBlobStorage(FsspecStorage):
             options["anon"] = False
         self.account_name = account_name or _account_from(connection_string or "")
         super().__init__(url, **options)
-        self._protocol = url.split("://", 1)[0]  # adlfs answers 'abfs' for az:// URLs
         from azure.core.exceptions import AzureError
 
         # adlfs lets the SDK's errors through (a refused key, an expired token): they become
         # StorageError naming the object instead of escaping as azure.core exceptions.
         self.failure_types = (*FsspecStorage.failure_types, AzureError)
-
-    def exists(self, path: str) -> bool:
-        """Whether ``path`` exists; unlike adlfs' ``isfile``, which answers False to every
-        error, a refused credential is an error here, not a missing object."""
-        full = self._full(path)
-        fs = self.get_filesystem()
-        with self._errors(path, "check"):
-            fs.invalidate_cache(full)
-            try:
-                info = fs.info(full)
-            except FileNotFoundError:
-                return False
-            return bool(info.get("type") == "file")
-
-    def ensure_container(self, name: str | None = None) -> None:
-        """Create the blob container if needed (adlfs' ``makedirs`` does not create one)."""
-        container = (name or self._root).strip("/").split("/")[0]
-        fs = self.get_filesystem()
-        with self._errors("", "create"):
-            if fs.exists(container):
-                return
-            try:
-                fs.mkdir(container)
-            except FileExistsError:
-                pass
-            # adlfs reports some failures only as a warning; check that it is really there
-            fs.invalidate_cache(container)
-            if not fs.exists(container):
-                raise OSError(f"container {container!r} was not created")
 
     def __repr__(self) -> str:
         return f"AzureBlobStorage({self.url!r}, account={self.account_name!r})"
@@ -127,7 +98,7 @@ def _account_from(connection_string: str) -> str | None:
 
 def storage_from_config(config: AscendConfig, credential: Any = None) -> AzureBlobStorage:
     """The job store ``config`` describes (``storage_url`` wins over ``azure.container``)."""
-    container = config.get("azure.container") or "ascend-data"
+    container = config.get("azure.container") or DEFAULT_CONTAINER
     url = config.storage_url or f"az://{container}"
     connection_string = config.get("azure.connection_string")
     account = config.get("azure.storage_account")

@@ -33,7 +33,7 @@ _exit_hook_registered = False
 # grew the caller by 0.8x the payload; 8 MiB blocks (the wire's chunk size) keep it at 0.08x at
 # the same throughput (benchmarks/azure_call.py). Azure's 50,000 blocks per blob then cap one
 # object at about 390 GiB. s3fs keeps its default: S3's 10,000 parts would cap it at 78 GiB.
-DEFAULT_BLOCK_SIZES = {"abfs": 8 * 2**20, "az": 8 * 2**20}
+DEFAULT_BLOCK_SIZES = {"abfs": 8 * 2**20, "abfss": 8 * 2**20, "az": 8 * 2**20}
 
 
 def _abort_open_writers() -> None:
@@ -85,7 +85,11 @@ class FsspecStorage(CloudStorage):
             raise ConfigError(f"storage_url {url!r} cannot be opened: {error}", fix=fix) from error
         self._fs = fs
         self._root = root.rstrip("/") or "/"
-        self._protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        # The scheme the user wrote, when the backend answers to it (adlfs lists 'abfs' first
+        # for az:// URLs): it is what storage_uri hands to pods.
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        scheme = self.url.split("://", 1)[0] if "://" in self.url else ""
+        self._protocol = scheme if scheme in protocols else protocols[0]
         block_size = storage_options.get("blocksize") or DEFAULT_BLOCK_SIZES.get(self._protocol)
         self._open_options: dict[str, Any] = {"block_size": block_size} if block_size else {}
 
@@ -174,10 +178,16 @@ class FsspecStorage(CloudStorage):
         return _track(AtomicWriter(handle, commit_remote, abort_remote, uri))
 
     def exists(self, path: str) -> bool:
+        # Not fsspec's isfile(), which answers False to every error: a refused credential
+        # must not look like an object that was never written.
         full = self._full(path)
         with self._errors(path, "check"):
             self._fs.invalidate_cache(full)
-            return bool(self._fs.isfile(full))
+            try:
+                info = self._fs.info(full)
+            except FileNotFoundError:
+                return False
+            return bool(info.get("type") == "file")
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._full(prefix) if prefix.strip("/") else self._root
@@ -214,9 +224,18 @@ class FsspecStorage(CloudStorage):
             target = normalize_path(name)
         elif not (self._is_local or self._is_memory):
             target = self._root.split("/")[0]  # the bucket / container
+        local = self._is_local or self._is_memory
         with self._errors("", "create"):
+            if self._fs.exists(target):
+                return
             try:
-                if not self._fs.exists(target):
+                if local:
                     self._fs.makedirs(target, exist_ok=True)
+                else:  # a bucket or container: adlfs' makedirs would not create one
+                    self._fs.mkdir(target)
             except FileExistsError:
                 pass
+            if not local:  # some backends (adlfs) only warn when creation fails
+                self._fs.invalidate_cache(target)
+                if not self._fs.exists(target):
+                    raise OSError(f"{self._protocol}://{target} was not created")
