@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ascend.errors import ConfigError
+from ascend_azure.arm import Arm
 from ascend_azure.credentials import token_claims
 from ascend_azure.settings import (
     DEFAULT_ARM_ENDPOINT,
@@ -87,9 +88,6 @@ T = TypeVar("T")
 ADMIN_EXTRA_FIX = "pip install ascend[azure-admin]"
 TAGS = {"managed-by": "ascend"}
 CREATED, EXISTS, WARNING, FAILED = "created", "exists", "warning", "failed"
-
-CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3}
-"""azure-core options: fail in seconds when ARM is unreachable instead of hanging."""
 
 _RESOURCE_GROUP_API = "2021-04-01"
 _SUBSCRIPTION_ENV = "AZURE_SUBSCRIPTION_ID"
@@ -165,40 +163,6 @@ def admin_sdk() -> Iterator[None]:
             f"this command needs the Azure management SDKs ({error.name} is not installed)",
             fix=ADMIN_EXTRA_FIX,
         ) from error
-
-
-@dataclass(frozen=True)
-class Arm:
-    """Where and as whom to call Azure Resource Manager; builds the management clients.
-
-    ``connection_verify``: a CA bundle path (or ``False``) for the TLS check; ``None`` keeps
-    azure-core's default, which honours ``REQUESTS_CA_BUNDLE``.
-    """
-
-    subscription_id: str
-    credential: Any
-    endpoint: str = DEFAULT_ARM_ENDPOINT
-    connection_verify: str | bool | None = None
-
-    @property
-    def scope(self) -> str:
-        # ARM's token audience is the endpoint itself in every cloud.
-        return self.endpoint.rstrip("/") + "/.default"
-
-    def client(self, factory: Callable[..., T]) -> T:
-        options = dict(CLIENT_OPTIONS)
-        if self.connection_verify is not None:
-            options["connection_verify"] = self.connection_verify
-        return factory(
-            self.credential,
-            self.subscription_id,
-            base_url=self.endpoint.rstrip("/"),
-            credential_scopes=[self.scope],
-            **options,
-        )
-
-    def group_id(self, resource_group: str) -> str:
-        return f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
 
 
 def resolve_subscription(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ascend.errors import ConfigError
+from ascend_azure.arm import Arm
 from ascend_azure.settings import DEFAULT_ARM_ENDPOINT
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ __all__ = [
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
 """Node labels whose value is the AKS pool name (AKS sets both on every node)."""
 
-CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30, "retry_total": 2}
-"""azure-core options for the ARM client: a pre-submit check must fail in seconds, not hang."""
+CLIENT_OPTIONS: dict[str, Any] = {"read_timeout": 30, "retry_total": 2}
+"""Tighter than :data:`ascend_azure.arm.CLIENT_OPTIONS`: it runs before every submit."""
 
 _SKIP = "or set azure.check_node_pools: false to skip this check"
 
@@ -106,12 +107,6 @@ class PoolInfo:
         if self.mode:
             details.append(self.mode)
         return f"{self.name} ({', '.join(details)})"
-
-
-def _arm_scope(endpoint: str) -> str:
-    # ARM's token audience is the endpoint itself in every cloud (management.azure.com,
-    # management.chinacloudapi.cn, management.usgovcloudapi.net).
-    return endpoint.rstrip("/") + "/.default"
 
 
 class AgentPools:
@@ -178,16 +173,8 @@ class AgentPools:
                 f"checking AKS node pools needs the Azure SDK ({error.name} is missing)",
                 fix=f"pip install ascend[azure], {_SKIP}",
             ) from error
-        options: dict[str, Any] = dict(CLIENT_OPTIONS)
-        if self.connection_verify is not None:
-            options["connection_verify"] = self.connection_verify
-        return ContainerServiceClient(
-            self.credential,
-            self.subscription_id,
-            base_url=self.arm_endpoint,
-            credential_scopes=[_arm_scope(self.arm_endpoint)],
-            **options,
-        )
+        arm = Arm(self.subscription_id, self.credential, self.arm_endpoint, self.connection_verify)
+        return arm.client(ContainerServiceClient, **CLIENT_OPTIONS)
 
     def _fetch(self) -> builtins.list[PoolInfo]:
         if self._client is None:
