@@ -33,7 +33,7 @@ _REPOSITORY = re.compile(
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether ``host[:port]`` names this machine (plain HTTP is then the sensible default)."""
     name = (urllib.parse.urlsplit("//" + host).hostname or "").lower()
     return name in ("localhost", "::1") or name.startswith("127.")
@@ -91,7 +91,7 @@ class OCIRegistry(ContainerRegistry):
             scheme, host = url.split("://", 1)
         else:
             host = url
-            scheme = "http" if _is_loopback(host) else "https"
+            scheme = "http" if is_loopback(host) else "https"
         self._host = host
         self._base = f"{scheme}://{host}"
         self._credentials = credentials

@@ -61,9 +61,12 @@ def resolve_resources(options: CallOptions, provider: str) -> tuple[str, str]:
     """The (cpu, memory) a call asks for: what the decorator was given, else the node type's
     defaults when the node type belongs to ``provider`` (or to any), else 1 CPU and 2Gi.
 
+    A node type from another provider's catalog warns (except on the local provider, which
+    ignores node types): its selector may still match (an AKS cluster run through the generic
+    kubernetes provider), but its defaults do not apply.
     """
     cpu, memory = options.cpu, options.memory
-    if options.node_type and (cpu is None or memory is None):
+    if options.node_type:
         from ascend.plugins.manager import get_plugin_manager
 
         found = get_plugin_manager().node_types().get(options.node_type)
@@ -71,31 +74,20 @@ def resolve_resources(options: CallOptions, provider: str) -> tuple[str, str]:
         if kind is not None and kind.provider in (None, provider):
             cpu = kind.cpu if cpu is None else cpu
             memory = kind.memory if memory is None else memory
+        elif kind is not None and provider != "local":
+            import warnings
+
+            from ascend.backend import ConfigWarning
+
+            warnings.warn(
+                f"@ascend(node_type={options.node_type!r}) comes from provider "
+                f"{kind.provider!r}'s catalog and the selected provider is {provider!r}: its "
+                "node selector is used, its cpu/memory defaults are not (select its provider "
+                "with cloud_provider if that is what you meant)",
+                ConfigWarning,
+                stacklevel=3,
+            )
     return cpu or DEFAULT_CPU, memory or DEFAULT_MEMORY
-
-
-def _check_node_type_provider(options: CallOptions, provider: str) -> None:
-    """Warn when the node type belongs to another provider: its selector may still match (an
-    AKS cluster run through the generic kubernetes provider), but its defaults do not apply."""
-    if not options.node_type or provider == "local":  # the local provider ignores node types
-        return
-    from ascend.plugins.manager import get_plugin_manager
-
-    found = get_plugin_manager().node_types().get(options.node_type)
-    if found is None or found[0].provider in (None, provider):
-        return
-    import warnings
-
-    from ascend.backend import ConfigWarning
-
-    warnings.warn(
-        f"@ascend(node_type={options.node_type!r}) comes from provider {found[0].provider!r}'s "
-        f"catalog and the selected provider is {provider!r}: its node selector is used, its "
-        "cpu/memory defaults are not (select its provider with cloud_provider if that is "
-        "what you meant)",
-        ConfigWarning,
-        stacklevel=3,
-    )
 
 
 def current_user(config: Any) -> str:
@@ -339,7 +331,6 @@ def submit(
     job_id = new_job_id(user, sanitize_name(project, PROJECT_MAX))
     prefix = metadata.job_prefix(user, job_id)
     storage = backend.storage
-    _check_node_type_provider(options, backend.name)
     cpu, memory = resolve_resources(options, backend.name)
     request = JobRequest(
         job_id=job_id,

@@ -16,7 +16,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from ascend.errors import RegistryError
-from ascend.registry import OCIRegistry
+from ascend.registry import OCIRegistry, is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -55,11 +55,6 @@ ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 
 
-def _is_loopback(host: str) -> bool:
-    name = urllib.parse.urlsplit("//" + host).hostname or ""
-    return name in ("localhost", "::1") or name.startswith("127.")
-
-
 def is_acr(url: str, configured: str | None = None) -> bool:
     """Whether ``url`` is an Azure registry that may receive Azure AD tokens: an ACR login
     server (``*.azurecr.io`` and the sovereign clouds'), or the configured registry when it is
@@ -71,7 +66,7 @@ def is_acr(url: str, configured: str | None = None) -> bool:
     host = url.strip().rstrip("/").rpartition("://")[2].lower()
     if host.split(":")[0].endswith(ACR_SUFFIXES):
         return True
-    if not configured or not _is_loopback(host):
+    if not configured or not is_loopback(host):
         return False
     try:
         return host == login_server(configured)

@@ -60,11 +60,13 @@ def test_a_node_type_without_a_known_maximum_accepts_any_request(catalog) -> Non
 
 
 def test_another_providers_node_type_warns_that_its_defaults_do_not_apply(catalog) -> None:
-    from ascend.backend import ConfigWarning
-    from ascend.runtime import _check_node_type_provider
+    import warnings
 
-    options = ascend(node_type="gpu-big")(lambda: None).options
+    from ascend.backend import ConfigWarning
+
     with pytest.warns(ConfigWarning, match="provider 'kubernetes'.s catalog"):
-        _check_node_type_provider(options, "azure")
-    _check_node_type_provider(options, "local")  # the local provider ignores node types
-    _check_node_type_provider(options, "kubernetes")
+        assert resources("azure", node_type="gpu-big") == ("1", "2Gi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resources("local", node_type="gpu-big")  # the local provider ignores node types
+        resources("kubernetes", node_type="gpu-big")
