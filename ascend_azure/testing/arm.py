@@ -101,10 +101,12 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from ascend.testing.http import ConnectionServer
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
@@ -495,30 +497,17 @@ def _write_certificate(directory: Path) -> tuple[Path, Path]:
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(ConnectionServer):
+    thread_name = "fake-arm"
 
     def __init__(self, address: tuple[str, int], arm: FakeArm, context: ssl.SSLContext) -> None:
         super().__init__(address, _Handler)
         self.arm = arm
         self.context = context
-        self.stopping = False
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def serve_connection(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's thread, so a slow client never blocks
-        # the accept loop.
-        thread = threading.Thread(
-            target=self._serve_one, args=(request, client_address), name="fake-arm", daemon=True
-        )
-        with self._lock:
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_one(self, request: socket.socket, client_address: Any) -> None:
+        # the accept loop. wrap_socket detaches the plain socket: track the TLS one instead.
         connection: socket.socket = request
         try:
             # Headers and body go out in two writes: without NODELAY, Nagle's algorithm and the
@@ -526,8 +515,7 @@ class _Server(ThreadingHTTPServer):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
             connection = tls
-            with self._lock:
-                self._connections.add(tls)
+            self.track(tls)
             if self.stopping:
                 return
             tls.settimeout(30)
@@ -536,27 +524,11 @@ class _Server(ThreadingHTTPServer):
         except (OSError, ValueError, AttributeError):
             pass  # a client that hangs up (or the server stopping) is normal
         finally:
-            with self._lock:
-                self._connections.discard(connection)
-                self._conn_threads.discard(threading.current_thread())
+            self.untrack(connection)
             try:
                 connection.close()
             except OSError:
                 pass
-
-    def close_all(self) -> None:
-        """Close every open connection and wait for the threads serving them."""
-        self.stopping = True
-        with self._lock:
-            connections = list(self._connections)
-            threads = list(self._conn_threads)
-        for connection in connections:
-            try:
-                socket.socket.shutdown(connection, socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in threads:
-            thread.join(5)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,67 +5,22 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from ascend.testing.http import ConnectionServer
 from ascend.testing.kube.api import Api
 from ascend.testing.kube.counter import RequestCounter
 from ascend.testing.kube.messages import Response, Stream, parse_request
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ApiServer(ConnectionServer):
+    thread_name = "kube-api-conn"
 
     def __init__(self, address: tuple[str, int], counter: RequestCounter) -> None:
         super().__init__(address, ApiHandler)
         self.api: Api | None = None
         self.counter = counter
-        self._connections: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
-        self._lock = threading.Lock()
-        self.stopping = False
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_one,
-            args=(request, client_address),
-            name="kube-api-conn",
-            daemon=True,
-        )
-        with self._lock:
-            self._connections.add(request)
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_one(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._lock:
-                self._connections.discard(request)
-                self._conn_threads.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up mid-stream are normal
-
-    def close_all(self) -> None:
-        """Stop serving: close every connection and wait for their threads."""
-        self.stopping = True
-        with self._lock:
-            connections = list(self._connections)
-            threads = list(self._conn_threads)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in threads:
-            thread.join(5)
 
 
 class ApiHandler(BaseHTTPRequestHandler):
