@@ -480,8 +480,7 @@ def test_active_deadline_kills_the_process(kube: Kube) -> None:
         kube.ns, job_manifest("slow", ["sleep", "30"], activeDeadlineSeconds=1)
     )
     pod = wait_pod(kube, running, label_selector="job-name=slow")
-    pid = pid_of(pod)
-    assert alive(pid)
+    pid = pid_of(pod)  # (under load the 1 s deadline may already have killed it: no alive())
     started = time.monotonic()
     job = wait_job(kube, "slow", "Failed")
     assert job_condition(job, "Failed").reason == "DeadlineExceeded"
