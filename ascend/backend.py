@@ -19,6 +19,7 @@ from ascend.storage.base import CloudStorage
 
 if TYPE_CHECKING:
     from ascend.config import AscendConfig
+    from ascend.images.progress import Progress
     from ascend.plugins.manager import AscendPluginManager
 
 
@@ -65,9 +66,15 @@ class HookImageBuilder(ImageBuilder):
     def __init__(self, backend: CloudBackend) -> None:
         self._backend = backend
 
-    def build(self, spec: ImageSpec) -> str:
+    def build(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+        from ascend.images.progress import Progress
+
         image, plugin = self._backend._pm.call_first(
-            "ascend_build_image", config=self._backend.config, spec=spec
+            "ascend_build_image",
+            config=self._backend.config,
+            spec=spec,
+            registry=self._backend.registry,
+            progress=progress or Progress(enabled=False),
         )
         if image is None:
             raise BackendNotAvailableError(

@@ -56,6 +56,7 @@ class ComputeBackend(ABC):
     """Runs jobs. Implementations: the built-in local and Kubernetes computes, or a plugin's."""
 
     name: str = "compute"
+    runs_images: bool = True  # the call's image is chosen (and built) before submit
 
     def check(self, request: JobRequest) -> None:  # noqa: B027 - optional hook, no-op default
         """Refuse a request this backend cannot run, before anything is uploaded."""

@@ -136,8 +136,13 @@ class RegistryError(AscendError):
     """The container registry could not be asked (unreachable, refused credentials, ...)."""
 
 
+class ImageNotFoundError(RegistryError):
+    """The registry answered, and has no such image (a base image never pushed, say)."""
+
+
 class ImageBuildError(AscendError):
-    """An image could not be built."""
+    """An image could not be built: a requirement that does not resolve, an install that
+    fails, a base image that does not fit, a build past ``images.build_timeout``."""
 
 
 class ComputeError(AscendError):

@@ -332,11 +332,13 @@ def submit(
     prefix = metadata.job_prefix(user, job_id)
     storage = backend.storage
     cpu, memory = resolve_resources(options, backend.name)
+    compute = backend.compute
+    image = _image(backend, options) if compute.runs_images else None
     request = JobRequest(
         job_id=job_id,
         package_uri=storage.storage_uri(posixpath.join(prefix, metadata.PACKAGE_FILE)),
         result_uri=storage.storage_uri(posixpath.join(prefix, metadata.RESULT_FILE)),
-        image=options.base_image,
+        image=image,
         cpu=cpu,
         memory=memory,
         timeout=options.timeout,
@@ -348,7 +350,6 @@ def submit(
         labels={"user": user, "project": sanitize_name(project, PROJECT_MAX)},
         extra={"project_scoped": options.project},
     )
-    compute = backend.compute
     compute.check(request)
     backend.validate_job(request)
     wire.check_arguments(fn, args, kwargs)
@@ -370,6 +371,7 @@ def submit(
             "node_type": options.node_type,
         },
         "requirements": list(options.requirements or ()),
+        "image": image,
         "versions": wire.versions(),
         "git": git.as_metadata() if git is not None else None,
         "client": {"host": socket.gethostname(), "pid": os.getpid()},
@@ -409,6 +411,19 @@ def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
         ) from None
     handle = backend.compute.handle_for(job_id, record)
     return JobHandle(job_id, backend, prefix, handle, str(record.get("function", "?")))
+
+
+def _image(backend: CloudBackend, options: CallOptions) -> str:
+    """The image the job runs: built for its requirements when the registry lacks it."""
+    from ascend.images.choose import image_for_call
+    from ascend.images.progress import Progress
+
+    return image_for_call(
+        backend,
+        tuple(options.requirements or ()),
+        options.base_image,
+        Progress(enabled=options.stream_logs),
+    )
 
 
 def _git(options: CallOptions, config: Any) -> GitInfo | None:

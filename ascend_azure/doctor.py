@@ -8,7 +8,6 @@ will fail; the fix says what to do) or ``skip`` (not configured; the fix says ho
 from __future__ import annotations
 
 import socket
-import sys
 import urllib.parse
 import uuid
 from dataclasses import asdict, dataclass
@@ -112,30 +111,43 @@ def check_storage(backend: CloudBackend) -> Check:
 
 
 def check_registry(backend: CloudBackend) -> Check:
-    from ascend.kubernetes.plugin import RUNTIME_REPOSITORY
+    """Checks the very reference a Job runs (``runtime_image``), on the registry the hooks
+    answer."""
+    from ascend.images.choose import runtime_image
+    from ascend.registry import split_reference
 
+    configured = backend.config.get("images.runtime")
     if not backend.config.get("azure.registry") and not backend.config.registry_url:
         return Check(
             "registry",
             SKIP,
-            "no registry configured; jobs use kubernetes.image",
+            f"no registry configured; jobs run {configured}"
+            if configured
+            else "no registry configured: jobs have no runtime image to run",
             fix="set azure.registry: <acr name> (see 'ascend azure init')",
         )
-    tag = f"py{sys.version_info.major}.{sys.version_info.minor}"
     try:
         registry = backend.registry
-        found = registry.image_exists(RUNTIME_REPOSITORY, tag)
+        image = runtime_image(backend)
+        host, repository, tag = split_reference(image)
+        if host != registry.registry_url():
+            return Check(
+                "registry",
+                SKIP,
+                f"jobs run {image} (images.runtime), which is not on {registry.registry_url()}",
+            )
+        found = registry.image_exists(repository, tag)
     except AscendError as error:
         return Check("registry", FAIL, error.message.splitlines()[0], fix=error.fix)
-    where = registry.image_ref(RUNTIME_REPOSITORY, tag)
     if not found:
         return Check(
             "registry",
             WARN,
-            f"reachable, but the runtime image {where} is missing",
-            fix=f"build docker/Dockerfile.runtime and push it as {where}, or set kubernetes.image",
+            f"reachable, but the runtime image {image} is missing",
+            fix="push it with 'ascend images build-runtime' (no Docker needed), or build "
+            f"docker/Dockerfile.runtime and push it as {image}",
         )
-    return Check("registry", OK, f"reachable; runtime image {where} exists")
+    return Check("registry", OK, f"reachable; runtime image {image} exists")
 
 
 def _cluster(backend: CloudBackend) -> tuple[Any, str]:

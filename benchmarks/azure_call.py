@@ -215,6 +215,7 @@ def main() -> None:
                 ASCEND_AZURE_CONNECTION_STRING=connection_string,
                 ASCEND_AZURE_CONNECTION_STRING_SECRET=f"{SECRET}/connection-string",
                 ASCEND_KUBERNETES_KUBECONFIG=str(kubeconfig),
+                ASCEND_IMAGES_RUNTIME="ascend-runtime:dev",
                 ASCEND_USERNAME=USER,
                 ASCEND_CONFIG_DIR=work,
             )

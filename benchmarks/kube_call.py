@@ -39,6 +39,7 @@ def main() -> None:
                 ASCEND_CLOUD_PROVIDER="kubernetes",
                 ASCEND_STORAGE_URL=f"file://{work}/store",
                 ASCEND_KUBERNETES_KUBECONFIG=str(kubeconfig),
+                ASCEND_IMAGES_RUNTIME="ascend-runtime:dev",
                 ASCEND_USERNAME="bench",
                 ASCEND_CONFIG_DIR=work,
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +39,20 @@ def auth_credentials() -> tuple[str, str]:
         os.environ.get("ASCEND_TEST_REGISTRY_USER", REGISTRY_USER),
         os.environ.get("ASCEND_TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
     )
+
+
+# -- a local package index (tests/wheels.py): image builds resolve offline ------------------
+
+
+@pytest.fixture(scope="session")
+def wheelhouse_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from .wheels import make_wheelhouse
+
+    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(wheelhouse_dir: Path) -> Any:
+    from ascend.images.lock import IndexOptions
+
+    return IndexOptions(no_index=True, find_links=(str(wheelhouse_dir),))

@@ -39,6 +39,7 @@ from . import services
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "alice"
+DEV_RUNTIME_IMAGE = "ascend-runtime:dev"  # preloaded on the emulator's node: this checkout
 NAMESPACE = f"ascend-users-{USER}"
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,6 +51,7 @@ def configure(
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
     monkeypatch.setenv("ASCEND_STORAGE_URL", storage_url)
     monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(kube.kubeconfig))
+    monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
     monkeypatch.setenv("ASCEND_USERNAME", USER)
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
@@ -162,7 +164,7 @@ def test_missing_image_fails_fast_with_the_image_named(
         monkeypatch,
         emulator,
         f"file://{tmp_path}/store",
-        ASCEND_KUBERNETES_IMAGE=f"{registry}/ascend-runtime:missing-{uuid.uuid4().hex[:8]}",
+        ASCEND_IMAGES_RUNTIME=f"{registry}/ascend-runtime:missing-{uuid.uuid4().hex[:8]}",
     )
     started = time.monotonic()
     with pytest.raises(ImagePullError) as caught:
@@ -284,6 +286,7 @@ def test_missing_namespace_names_the_command_that_creates_it(
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
     monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
     monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
+    monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
     monkeypatch.setenv("ASCEND_USERNAME", "nobody")
     with pytest.raises(ComputeError) as caught:
         double(1)
@@ -400,6 +403,7 @@ def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
     monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
     monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
+    monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
     first = ascend_cli("admin", "add-user", "Carol.Smith")
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == (
@@ -667,3 +671,43 @@ def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
     )
     with _node_joins_after(kube, 3.0):
         assert handle.result(timeout=60) == "ran on the new node"
+
+
+def test_the_in_house_registry_names_the_jobs_image_on_the_generic_provider(
+    kube: KubeEmulator, register_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes import client
+
+    from ascend.backend import clear_backend_cache
+    from tests.plugins import acme_registry
+
+    register_plugin(acme_registry, "acme-registry")
+    monkeypatch.delenv("ASCEND_IMAGES_RUNTIME")
+    monkeypatch.setenv("ASCEND_REGISTRY_URL", "registry.example.com")  # the core's default
+    monkeypatch.setenv("ASCEND_ACME_REGISTRY_HOST", "registry.acme.internal")
+    clear_backend_cache()
+    from ascend.kubernetes.manifest import job_name
+
+    handle = double.submit(2)
+    try:
+        job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
+            job_name(handle.job_id), NAMESPACE
+        )
+    finally:
+        handle.cancel()
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    images = [c.image for c in job.spec.template.spec.containers]
+    assert images == [f"registry.acme.internal/ascend-runtime:py{minor}"]
+
+
+def test_no_registry_and_no_runtime_image_is_a_clear_error(
+    kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ascend import BackendNotAvailableError
+    from ascend.backend import clear_backend_cache
+
+    monkeypatch.delenv("ASCEND_IMAGES_RUNTIME")
+    clear_backend_cache()
+    with pytest.raises(BackendNotAvailableError, match="registry") as caught:
+        double(1)
+    assert "registry_url" in (caught.value.fix or "")

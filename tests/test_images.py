@@ -1,14 +1,19 @@
-"""Runtime images: requirement normalization, the content-addressed tag, and get_or_build
-against the real local registries (.ci/services.sh)."""
+"""Runtime images: requirement normalization, the content-addressed tag, the uv lock, the
+reproducible layer, and daemonless builds pushed to the real local registry (.ci/services.sh).
+
+Resolution and installs use uv against a local wheelhouse (tests/wheels.py): no internet.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import io
 import json
-import os
 import re
-import subprocess
-import sys
+import tarfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +21,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ascend.errors import ImageBuildError, RegistryError
-from ascend.images import DEFAULT_REPOSITORY, ImageBuilder, ImageSpec, normalize_requirement
+from ascend.errors import ImageBuildError
+from ascend.images import ImageSpec, normalize_requirement
+from ascend.images.build import LOCK_ANNOTATION, build_env_image, env_dict
+from ascend.images.layer import write_layer
+from ascend.images.lock import IndexOptions, Lock, resolve
+from ascend.images.progress import Progress
 from ascend.registry import OCIRegistry
 
 from . import services
-from .test_registry import closed_port, push_oci_image, unique_repository
+from .image_helpers import push_python_base
+from .registry_proxy import counting_proxy
 
 OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-BASE: dict[str, Any] = {
-    "base_image": "python:3.11-slim",
-    "python_version": "3.11.9",
-    "cloudpickle_version": "3.0.0",
-}
-
-
-def spec(**changes: Any) -> ImageSpec:
-    return ImageSpec.create(**{**BASE, "requirements": ["numpy>=1.26", "pandas"], **changes})
 
 
 # -- normalize_requirement ----------------------------------------------------------------------
@@ -112,199 +113,304 @@ class TestNormalizeRequirement:
         assert normalize_requirement(normalized) == normalized
 
 
-# -- ImageSpec ----------------------------------------------------------------------------------
+# -- ImageSpec: the content address -----------------------------------------------------------
+
+LOCK = Lock(("pandas",), "pandas==2.2.3 \\\n    --hash=sha256:aa\nnumpy==2.1.0\n")
+SPEC = ImageSpec(
+    base_image="registry.example.com/ascend-runtime:py3.11",
+    base_digest="sha256:" + "1" * 64,
+    python_version="3.11.9",
+    lock=LOCK,
+    ascend_version="0.1.0",
+    cloudpickle_version="3.1.1",
+)
 
 
 class TestImageSpec:
-    def test_create_normalizes_sorts_and_dedupes(self) -> None:
-        created = ImageSpec.create(
-            **BASE, requirements=["pandas", "NumPy >= 1.26", "numpy>=1.26", "Pandas"]
-        )
-        assert created.requirements == ("numpy>=1.26", "pandas")
-        assert created.repository == DEFAULT_REPOSITORY
-        assert created.gpu is False
-
-    def test_order_and_duplicates_do_not_change_the_tag(self) -> None:
-        one = spec(requirements=["numpy>=1.26", "pandas"])
-        other = spec(requirements=["pandas", "NumPy >= 1.26", "numpy>=1.26", "pandas"])
-        assert one.tag == other.tag
-        assert one.digest == other.digest
-        assert one == other
-
-    def test_requirements_accept_any_iterable(self) -> None:
-        assert spec(requirements=iter(["pandas", "numpy>=1.26"])).tag == spec().tag
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"base_digest": "sha256:" + "2" * 64},
+            {"python_version": "3.12.1"},
+            {"lock": Lock(("pandas",), "pandas==2.2.2\nnumpy==2.1.0\n")},
+            {"ascend_version": "0.2.0"},
+            {"cloudpickle_version": "3.1.2"},
+            {"with_runner": True},
+        ],
+    )
+    def test_every_input_of_the_content_changes_the_tag(self, change: dict[str, Any]) -> None:
+        assert dataclasses.replace(SPEC, **change).tag != SPEC.tag
 
     @pytest.mark.parametrize(
         "change",
         [
-            {"base_image": "python:3.11-bookworm"},
-            {"python_version": "3.11.10"},
-            {"python_version": "3.12.4"},
-            {"cloudpickle_version": "3.0.1"},
-            {"requirements": ["numpy>=1.26"]},
-            {"requirements": ["numpy>=1.26", "pandas", "scipy"]},
-            {"requirements": ["numpy>=1.27", "pandas"]},
-            {"requirements": ["numpy>=1.26", "pandas[excel]"]},
-            {"requirements": []},
-            {"gpu": True},
+            {"base_image": "other.example.com/mirror/ascend-runtime:py3.11"},
+            {"python_version": "3.11.4"},
+            {"repository": "team/ascend-env"},
+            {
+                "lock": Lock(
+                    ("pandas",), "# a comment\nnumpy==2.1.0\n\npandas==2.2.3 --hash=sha256:aa\n"
+                )
+            },
         ],
     )
-    def test_any_content_change_changes_the_tag(self, change: dict[str, Any]) -> None:
-        assert spec(**change).tag != spec().tag
-
-    def test_extra_changes_the_tag(self) -> None:
-        changed = dataclasses.replace(spec(), extra=(("cuda", "12.1"),))
-        assert changed.tag != spec().tag
-
-    def test_repository_is_a_location_not_content(self) -> None:
-        assert spec(repository="team/other-runtime").tag == spec().tag
-
-    def test_tag_format(self) -> None:
-        tag = spec().tag
-        assert re.fullmatch(r"py3\.11-[0-9a-f]{16}", tag)
-        assert OCI_TAG.fullmatch(tag)
-        assert tag.endswith(spec().digest[:16])
-        assert re.fullmatch(r"[0-9a-f]{64}", spec().digest)
-
-    @pytest.mark.parametrize(
-        ("python_version", "prefix"),
-        [("3.11", "py3.11-"), ("3.11.9", "py3.11-"), ("3.12.0rc1", "py3.12-"), ("3", "py3-")],
-    )
-    def test_tag_prefix_is_major_minor(self, python_version: str, prefix: str) -> None:
-        assert spec(python_version=python_version).tag.startswith(prefix)
+    def test_names_layout_and_patch_versions_do_not(self, change: dict[str, Any]) -> None:
+        assert dataclasses.replace(SPEC, **change).tag == SPEC.tag
 
     @given(
-        st.tuples(st.integers(3, 3), st.integers(0, 20), st.integers(0, 30)),
-        st.lists(st.sampled_from(["numpy>=1", "Pandas", "scikit_learn==1.5", "torch"])),
-        st.booleans(),
+        st.sampled_from(["3.11.0", "3.12.7", "3.13.1"]),
+        st.lists(st.from_regex(r"[a-z]{1,8}==[0-9]{1,2}\.[0-9]", fullmatch=True), max_size=6),
+        st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
     )
-    def test_tag_is_always_a_valid_oci_tag(
-        self, version: tuple[int, int, int], requirements: list[str], gpu: bool
+    def test_tag_is_a_valid_oci_tag_and_deterministic(
+        self, python: str, pins: list[str], digest: str
     ) -> None:
-        python_version = ".".join(map(str, version))
-        tag = spec(python_version=python_version, requirements=requirements, gpu=gpu).tag
-        assert OCI_TAG.fullmatch(tag)
-        assert tag.startswith(f"py{version[0]}.{version[1]}-")
-
-    def test_tag_is_stable_across_processes(self) -> None:
-        """Content addressing only works if another process computes the same tag."""
-        code = (
-            "import json, sys\n"
-            "from ascend.images import ImageSpec\n"
-            "print(ImageSpec.create(**json.loads(sys.argv[1])).tag)\n"
+        lock = Lock((), "\n".join(pins))
+        spec = dataclasses.replace(
+            SPEC, python_version=python, lock=lock, base_digest="sha256:" + digest
         )
-        kwargs = {**BASE, "requirements": ["pandas", "NumPy>=1.26"]}
-        env = {**os.environ, "ASCEND_SKIP_BACKEND_CHECK": "1", "PYTHONHASHSEED": "12345"}
-        out = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(kwargs)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout.strip()
-        assert out == spec().tag
-
-    def test_invalid_requirement(self) -> None:
-        with pytest.raises(ImageBuildError, match="'>=1'"):
-            spec(requirements=["numpy", ">=1"])
-
-    def test_spec_is_frozen(self) -> None:
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            spec().gpu = True  # type: ignore[misc]
+        again = dataclasses.replace(spec, lock=Lock((), "\n".join(reversed(pins))))
+        assert OCI_TAG.fullmatch(spec.tag)
+        assert spec.tag.startswith("py" + ".".join(python.split(".")[:2]) + "-")
+        assert again.tag == spec.tag
 
 
-# -- ImageBuilder.get_or_build ------------------------------------------------------------------
+# -- the lock: uv on the client, offline ------------------------------------------------------
 
 
-class RecordingBuilder(ImageBuilder):
-    """Records the specs it is asked to build; optionally pushes them for real."""
+class TestResolve:
+    def test_pins_exact_versions_with_hashes(self, wheelhouse: IndexOptions) -> None:
+        lock = resolve(["ascend-demo-needs"], "3.11", wheelhouse)
+        assert dict(lock.pins) == {"ascend-demo-needs": "1.0", "ascend-demo-tiny": "2.0"}
+        assert lock.has_hashes()
 
-    def __init__(self, push_to: str | None = None, auth: tuple[str, str] | None = None) -> None:
-        self.built: list[ImageSpec] = []
-        self.push_to = push_to
-        self.auth = auth
+    def test_spelling_and_order_of_requirements_give_one_lock(
+        self, wheelhouse: IndexOptions
+    ) -> None:
+        first = resolve(["Ascend_Demo.Tiny<2", "ascend-demo-needs"], "3.11", wheelhouse)
+        second = resolve(["ascend-demo-needs", "ascend-demo-tiny <2"], "3.11", wheelhouse)
+        assert first.content_key() == second.content_key()
+        assert dict(first.pins)["ascend-demo-tiny"] == "1.0"
 
-    def build(self, spec: ImageSpec) -> str:
-        self.built.append(spec)
-        if self.push_to is None:
-            return f"built/{spec.repository}:{spec.tag}"
-        push_oci_image(self.push_to, spec.repository, spec.tag, auth=self.auth)
-        return f"{self.push_to}/{spec.repository}:{spec.tag}"
+    @pytest.mark.parametrize(
+        ("requirements", "named"),
+        [
+            (["ascend-demo-missing-zzz"], "ascend-demo-missing-zzz"),
+            (["ascend-demo-conflict", "ascend-demo-tiny>=1"], "ascend-demo-conflict"),
+            (["ascend-demo-native"], "ascend-demo-native"),
+        ],
+    )
+    def test_what_does_not_resolve_fails_within_seconds_naming_it(
+        self, wheelhouse: IndexOptions, requirements: list[str], named: str
+    ) -> None:
+        start = time.monotonic()
+        with pytest.raises(ImageBuildError) as caught:
+            resolve(requirements, "3.11", wheelhouse)
+        assert time.monotonic() - start < 10
+        assert named in caught.value.message
+        assert "Python 3.11 on linux x86_64" in caught.value.message
+
+    def test_a_constraint_the_runner_needs_wins(self, wheelhouse: IndexOptions) -> None:
+        with pytest.raises(ImageBuildError, match="ascend-demo-tiny"):
+            resolve(
+                ["ascend-demo-tiny>=2"], "3.11", wheelhouse, constraints=("ascend-demo-tiny<2",)
+            )
 
 
-def test_image_builder_is_abstract() -> None:
-    class NoBuild(ImageBuilder):
-        pass
-
-    with pytest.raises(TypeError):
-        NoBuild()  # type: ignore[abstract]
+# -- the layer ----------------------------------------------------------------------------------
 
 
-class TestGetOrBuild:
-    @pytest.fixture
-    def open_registry(self) -> str:
-        return services.require("registry")
+def _tree(root: Path) -> None:
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("X = 1\n")
+    (root / "pkg" / "sub" / "b.py").write_text("Y = 2\n")
+    (root / "bin").mkdir()
+    tool = root / "bin" / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o775)
+    (root / "pkg" / "__pycache__").mkdir()
+    (root / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"junk")
 
-    def test_existing_tag_is_not_built(self, open_registry: str) -> None:
-        wanted = spec(repository=unique_repository("ascend-runtime"))
-        push_oci_image(open_registry, wanted.repository, wanted.tag)
-        builder = RecordingBuilder()
 
-        ref = builder.get_or_build(wanted, OCIRegistry(open_registry))
+class TestLayer:
+    def test_two_builds_of_one_tree_give_one_digest(self, tmp_path: Path) -> None:
+        first, second = tmp_path / "a", tmp_path / "b"
+        for root in (first, second):
+            _tree(root)
+        (second / "pkg" / "__init__.py").touch()  # another mtime, same content
+        one = write_layer(first, "/opt/ascend/packages", tmp_path / "1.tar.gz")
+        two = write_layer(second, "/opt/ascend/packages", tmp_path / "2.tar.gz")
+        assert (one.digest, one.diff_id) == (two.digest, two.diff_id)
+        assert one.path.read_bytes() == two.path.read_bytes()
 
-        assert builder.built == []
-        assert ref == f"{open_registry}/{wanted.repository}:{wanted.tag}"
+    def test_entries_are_sorted_owned_by_root_timeless_and_without_caches(
+        self, tmp_path: Path
+    ) -> None:
+        _tree(tmp_path / "t")
+        layer = write_layer(tmp_path / "t", "/opt/ascend/packages", tmp_path / "l.tar.gz")
+        raw = gzip.decompress(layer.path.read_bytes())
+        assert "sha256:" + __import__("hashlib").sha256(raw).hexdigest() == layer.diff_id
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            members = tar.getmembers()
+        names = [m.name for m in members]
+        assert names[:3] == ["opt", "opt/ascend", "opt/ascend/packages"]
+        assert names == sorted(names)
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert {(m.mtime, m.uid, m.gid, m.uname) for m in members} == {(0, 0, 0, "")}
+        modes = {m.name: m.mode for m in members}
+        assert modes["opt/ascend/packages/bin/tool"] == 0o755
+        assert modes["opt/ascend/packages/pkg/__init__.py"] == 0o644
 
-    def test_missing_tag_is_built_once(self, open_registry: str) -> None:
-        wanted = spec(repository=unique_repository("ascend-runtime"))
-        # Another image in the same repository does not count.
-        push_oci_image(open_registry, wanted.repository, spec(gpu=True).tag)
-        builder = RecordingBuilder()
 
-        ref = builder.get_or_build(wanted, OCIRegistry(open_registry))
+# -- builds against the real registry -----------------------------------------------------------
 
-        assert builder.built == [wanted]
-        assert ref == f"built/{wanted.repository}:{wanted.tag}"
 
-    def test_second_call_with_an_equal_spec_builds_nothing(self, open_registry: str) -> None:
-        repository = unique_repository("ascend-runtime")
-        registry = OCIRegistry(open_registry)
-        builder = RecordingBuilder(push_to=open_registry)
+@pytest.fixture
+def registry() -> str:
+    return services.require("registry")
 
-        first = builder.get_or_build(
-            spec(repository=repository, requirements=["numpy>=1.26", "pandas"]), registry
+
+def _spec(base: str, registry: OCIRegistry, lock: Lock, **changes: Any) -> ImageSpec:
+    from ascend.images.build import open_base
+
+    opened = open_base(base, registry)
+    fields: dict[str, Any] = {
+        "base_image": base,
+        "base_digest": opened.digest,
+        "python_version": opened.python_version,
+        "lock": lock,
+        "ascend_version": "0.1.0",
+        "cloudpickle_version": "3.1.1",
+        "repository": f"test/env-{uuid.uuid4().hex[:8]}",
+    }
+    fields.update(changes)
+    return ImageSpec(**fields)
+
+
+@pytest.mark.service("registry")
+class TestBuild:
+    def test_build_pushes_base_plus_one_layer_with_the_lock(
+        self, registry: str, wheelhouse: IndexOptions
+    ) -> None:
+        base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+        client = OCIRegistry(registry)
+        lock = resolve(["ascend-demo-needs"], "3.11", wheelhouse)
+        spec = _spec(base, client, lock)
+        progress = Progress(enabled=False)
+        image = build_env_image(spec, client, index=wheelhouse, timeout=120, progress=progress)
+        assert image == f"{registry}/{spec.repository}:{spec.tag}"
+        manifest = client.manifest(spec.repository, spec.tag).json()
+        assert len(manifest["layers"]) == 2  # the base's and ours
+        assert manifest["annotations"][LOCK_ANNOTATION] == lock.text
+        config = json.loads(client.blob(spec.repository, manifest["config"]["digest"]))
+        assert env_dict(config)["PYTHONPATH"] == "/opt/ascend/packages"
+        assert env_dict(config)["PYTHON_VERSION"]  # the base's environment is kept
+        assert progress.steps[0][0] == "install 2 packages"
+        layer = client.blob(spec.repository, manifest["layers"][-1]["digest"])
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
+            names = tar.getnames()
+        assert "opt/ascend/packages/ascend_demo_needs/__init__.py" in names
+        assert "opt/ascend/packages/ascend_demo_tiny/__init__.py" in names
+
+    def test_two_builds_of_one_lock_give_one_digest(
+        self, registry: str, wheelhouse: IndexOptions
+    ) -> None:
+        base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+        client = OCIRegistry(registry)
+        lock = resolve(["ascend-demo-tiny==1.0"], "3.11", wheelhouse)
+        digests = []
+        for _ in range(2):
+            spec = _spec(base, client, lock)
+            build_env_image(
+                spec, client, index=wheelhouse, timeout=120, progress=Progress(enabled=False)
+            )
+            digests.append(client.manifest(spec.repository, spec.tag).digest)
+        assert digests[0] == digests[1]
+
+    def test_a_failing_install_names_the_package_and_leaves_no_tag(
+        self, registry: str, wheelhouse: IndexOptions
+    ) -> None:
+        base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+        client = OCIRegistry(registry)
+        tampered = Lock(
+            ("ascend-demo-tiny",), "ascend-demo-tiny==1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
         )
-        second = builder.get_or_build(
-            spec(repository=repository, requirements=["Pandas", "NumPy >= 1.26"]), registry
+        spec = _spec(base, client, tampered)
+        with pytest.raises(ImageBuildError) as caught:
+            build_env_image(
+                spec, client, index=wheelhouse, timeout=120, progress=Progress(enabled=False)
+            )
+        assert "ascend-demo-tiny==1.0" in caught.value.message
+        assert not client.image_exists(spec.repository, spec.tag)
+
+    def test_a_base_with_another_python_is_refused_before_building(
+        self, registry: str, wheelhouse: IndexOptions
+    ) -> None:
+        base = push_python_base(
+            registry, repository=f"test/python-{uuid.uuid4().hex[:8]}", python_version="3.9.18"
         )
-        changed = builder.get_or_build(
-            spec(repository=repository, requirements=["numpy>=1.26"]), registry
-        )
+        client = OCIRegistry(registry)
+        with pytest.raises(
+            ImageBuildError, match=r"has Python 3\.9 and this client runs Python 3\.11"
+        ):
+            spec = _spec(base, client, Lock((), ""), python_version="3.11.7")
+            build_env_image(
+                spec, client, index=wheelhouse, timeout=120, progress=Progress(enabled=False)
+            )
 
-        assert len(builder.built) == 2
-        assert first == second == registry.image_ref(repository, builder.built[0].tag)
-        assert changed == registry.image_ref(repository, builder.built[1].tag)
-        assert changed != first
+    def test_a_missing_base_is_named(self, registry: str) -> None:
+        from ascend.images.build import open_base
 
-    def test_auth_registry(self) -> None:
-        address = services.require("auth-registry")
-        credentials = (
-            os.environ.get("ASCEND_TEST_REGISTRY_USER", "ascend"),
-            os.environ.get("ASCEND_TEST_REGISTRY_PASSWORD", "s3cret"),
-        )
-        wanted = spec(repository=unique_repository("ascend-runtime"))
-        registry = OCIRegistry(address, credentials=credentials)
-        builder = RecordingBuilder(push_to=address, auth=credentials)
+        with pytest.raises(ImageBuildError, match="is not in registry") as caught:
+            open_base(f"{registry}/test/never-pushed:{uuid.uuid4().hex[:8]}")
+        assert "build-runtime" in (caught.value.fix or "")
 
-        expected = f"{address}/{wanted.repository}:{wanted.tag}"
-        assert builder.get_or_build(wanted, registry) == expected
-        assert builder.get_or_build(wanted, registry) == expected
-        assert builder.built == [wanted]
+    def test_a_registry_that_refuses_the_push_names_it_and_the_fix(
+        self,
+        registry: str,
+        wheelhouse: IndexOptions,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        auth = services.require("auth-registry")
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no credentials at all
+        (tmp_path / "config.json").write_text("{}")
+        base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+        lock = resolve(["ascend-demo-tiny==1.0"], "3.11", wheelhouse)
+        spec = _spec(base, OCIRegistry(registry), lock)
+        with pytest.raises(ImageBuildError) as caught:
+            build_env_image(
+                spec,
+                OCIRegistry(auth),
+                index=wheelhouse,
+                timeout=120,
+                progress=Progress(enabled=False),
+            )
+        assert auth in caught.value.message
+        assert "docker login" in (caught.value.fix or "")
 
-    def test_unreachable_registry_does_not_build(self) -> None:
-        builder = RecordingBuilder()
-        registry = OCIRegistry(f"127.0.0.1:{closed_port()}", timeout=2)
-        with pytest.raises(RegistryError, match="unreachable"):
-            builder.get_or_build(spec(), registry)
-        assert builder.built == []
+
+@pytest.mark.service("registry")
+def test_reuse_costs_one_registry_request(registry: str, wheelhouse: IndexOptions) -> None:
+    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    lock = resolve(["ascend-demo-tiny==2.0"], "3.11", wheelhouse)
+    with counting_proxy(registry) as (address, seen):
+        client = OCIRegistry(address)
+        spec = _spec(base.replace(registry, address), client, lock)
+        from ascend.images.spec import ImageBuilder
+
+        class Builder(ImageBuilder):
+            built = 0
+
+            def build(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+                Builder.built += 1
+                return build_env_image(
+                    spec, client, index=wheelhouse, timeout=120, progress=Progress(enabled=False)
+                )
+
+        first = Builder().get_or_build(spec, client)
+        seen.clear()
+        second = Builder().get_or_build(spec, client)
+    assert first == second
+    assert Builder.built == 1
+    assert seen.requests == [("HEAD", f"/v2/{spec.repository}/manifests/{spec.tag}")]

@@ -50,7 +50,6 @@ class KubernetesSettings:
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str = "default"
-    image: str = "ascend-runtime:latest"
     pending_timeout: float = 300.0
     scale_up_timeout: float = 900.0
     ttl_seconds: int = 300
@@ -140,7 +139,7 @@ class KubernetesCompute(ComputeBackend):
         manifest = build_job(
             request,
             namespace=namespace,
-            image=request.image or self.settings.image,
+            image=self._image(request),
             node_type=node_type,
             ttl_seconds=self.settings.ttl_unattended_seconds,
             start_allowance=int(
@@ -171,6 +170,16 @@ class KubernetesCompute(ComputeBackend):
         if request.extra.get("project_scoped"):
             return f"ascend-projects-{request.labels.get('project', 'default')}"
         return f"ascend-users-{request.labels.get('user', 'default')}"
+
+    @staticmethod
+    def _image(request: JobRequest) -> str:
+        if not request.image:
+            raise ComputeError(
+                f"job {request.job_id} names no image to run",
+                fix="submit through ascend.runtime.submit, which picks the image from the "
+                "registry the plugins answer",
+            )
+        return request.image
 
     def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
         handle = (record.get("compute") or {}).get("handle")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,6 @@ from ascend.plugins.types import Setting
 if TYPE_CHECKING:
     from ascend.compute import ComputeBackend
     from ascend.config import AscendConfig
-
-RUNTIME_REPOSITORY = "ascend-runtime"
 
 
 def _check_secret_env(value: dict[str, Any]) -> None:
@@ -37,11 +34,6 @@ def ascend_settings() -> Iterable[Setting]:
             str,
             help="namespace for jobs (default: "
             "ascend-users-<username>, or ascend-projects-<project> with project=True)",
-        ),
-        Setting(
-            "kubernetes.image",
-            str,
-            help="runtime image (default: <registry_url>/ascend-runtime:py<X.Y>)",
         ),
         Setting(
             "kubernetes.pending_timeout",
@@ -84,13 +76,6 @@ def ascend_settings() -> Iterable[Setting]:
     ]
 
 
-def default_image(config: AscendConfig) -> str:
-    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    registry = config.registry_url
-    base = f"{registry.split('://')[-1].rstrip('/')}/" if registry else ""
-    return f"{base}{RUNTIME_REPOSITORY}:py{minor}"
-
-
 @hookimpl(trylast=True)
 def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
     if config.cloud_provider == "local":
@@ -102,7 +87,6 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
         kubeconfig=config.get("kubernetes.kubeconfig"),
         context=config.get("kubernetes.context"),
         namespace=config.get("kubernetes.namespace") or "",
-        image=config.get("kubernetes.image") or default_image(config),
         pending_timeout=float(config.get("kubernetes.pending_timeout", 300.0)),
         scale_up_timeout=float(config.get("kubernetes.scale_up_timeout", 900.0)),
         ttl_seconds=int(config.get("kubernetes.ttl_seconds", 300)),

@@ -165,6 +165,7 @@ class LocalCompute(ComputeBackend):
     """Runs each job as a child process of this Python, in its own process group."""
 
     name = "local"
+    runs_images = False  # runs in this Python environment
 
     def __init__(self, python: str | None = None, warm_start: bool = True) -> None:
         self.python = python or sys.executable

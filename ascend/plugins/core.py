@@ -14,6 +14,8 @@ from ascend.plugins.types import Setting
 
 if TYPE_CHECKING:
     from ascend.config import AscendConfig
+    from ascend.images.progress import Progress
+    from ascend.images.spec import ImageSpec
     from ascend.registry import ContainerRegistry
     from ascend.storage.base import CloudStorage
 
@@ -76,6 +78,39 @@ def ascend_settings() -> Iterable[Setting]:
             validate=_check_registry_url,
             fix="write host[:port], for example registry.example.com or http://127.0.0.1:5000",
         ),
+        Setting(
+            "images.runtime",
+            str,
+            help="runtime image jobs run when they need no build (default: "
+            "<registry>/ascend-runtime:py<X.Y> of the registry the plugins answer)",
+        ),
+        Setting(
+            "images.builder",
+            str,
+            default="local",
+            choices=("local",),
+            help="where requirements images are built: local (on this machine, with uv)",
+        ),
+        Setting(
+            "images.build_timeout",
+            float,
+            default=1800.0,
+            help="seconds an image build may take before it fails",
+        ),
+        Setting("images.index_url", str, help="package index for requirements (default: uv's)"),
+        Setting("images.extra_index_urls", list, default=[], help="more package indexes"),
+        Setting(
+            "images.find_links",
+            list,
+            default=[],
+            help="directories or pages of wheels to resolve from (air-gapped mirrors)",
+        ),
+        Setting(
+            "images.no_index",
+            bool,
+            default=False,
+            help="resolve only from images.find_links, never from an index",
+        ),
     ]
 
 
@@ -91,6 +126,28 @@ def ascend_storage(config: AscendConfig) -> CloudStorage | None:
 @hookimpl(trylast=True)
 def ascend_registry_url(config: AscendConfig) -> str | None:
     return config.registry_url
+
+
+@hookimpl(trylast=True)
+def ascend_build_image(
+    config: AscendConfig, spec: ImageSpec, registry: ContainerRegistry, progress: Progress
+) -> str | None:
+    """The core's daemonless builder: uv installs the lock on this machine, the layer is
+    pushed through the OCI API."""
+    from ascend.images.build import build_env_image
+    from ascend.images.local_build import one_build_at_a_time
+    from ascend.images.lock import IndexOptions
+
+    with one_build_at_a_time(spec.tag):
+        if registry.image_exists(spec.repository, spec.tag):  # another caller built it
+            return registry.image_ref(spec.repository, spec.tag)
+        return build_env_image(
+            spec,
+            registry,
+            index=IndexOptions.from_config(config),
+            timeout=float(config.get("images.build_timeout", 1800.0)),
+            progress=progress,
+        )
 
 
 @hookimpl(trylast=True)

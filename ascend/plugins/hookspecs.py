@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ascend.compute import ComputeBackend, JobRequest
     from ascend.config import AscendConfig
     from ascend.images import ImageSpec
+    from ascend.images.progress import Progress
     from ascend.plugins.types import NodeType, Provider, Setting
     from ascend.registry import ContainerRegistry
     from ascend.storage.base import CloudStorage
@@ -242,26 +243,36 @@ def ascend_registry(config: AscendConfig, url: str) -> ContainerRegistry | None:
 
 
 @hookspec(firstresult=True)
-def ascend_build_image(config: AscendConfig, spec: ImageSpec) -> str | None:
-    """Build the image described by ``spec`` and return its full reference.
+def ascend_build_image(
+    config: AscendConfig, spec: ImageSpec, registry: ContainerRegistry, progress: Progress
+) -> str | None:
+    """Build the image described by ``spec``, push it to ``registry``, return its reference.
 
-    Return the pushed image reference (``registry/repository:tag``) to answer, ``None`` to let
-    other plugins answer. Stops at the first non-``None`` result. The caller has already
-    checked that the content-addressed tag ``spec.tag`` is missing from the registry.
+    Return the pushed image reference (``registry.image_ref(spec.repository, spec.tag)``) to
+    answer, ``None`` to let other plugins answer. Stops at the first non-``None`` result. The
+    caller has already checked that the content-addressed tag ``spec.tag`` is missing from the
+    registry. The core's own builder (``trylast``) installs ``spec.lock`` with uv and pushes
+    one reproducible layer through the OCI API; a plugin replaces it to build elsewhere.
 
     :param config: the loaded configuration.
-    :param spec: an :class:`ascend.images.ImageSpec` (base image, Python version,
-        normalized requirements); its ``tag`` is a hash of all of them.
+    :param spec: an :class:`ascend.images.ImageSpec`: the base image and its digest, the
+        Python version, the resolved lock (``spec.lock.text``), the runner's versions; its
+        ``tag`` is a hash of all of them.
+    :param registry: the registry the ``ascend_registry`` hook answered (push there).
+    :param progress: :class:`ascend.images.progress.Progress`; ``progress.step(...)`` and
+        ``progress.line(...)`` show what the build does (silent when the call asks).
 
     **Example:**
 
     .. code-block:: python
 
-        @hookimpl
-        def ascend_build_image(config, spec):
-            if config.cloud_provider != "acme":
+        @hookimpl(tryfirst=True)
+        def ascend_build_image(config, spec, registry, progress):
+            if not config.get("acme.builder_url"):
                 return None
-            return acme_builder.build(spec.dockerfile(), tag=spec.tag)
+            with progress.step("build on the acme farm"):
+                acme_farm_build(spec.base_image, spec.lock.text, spec.tag)
+            return registry.image_ref(spec.repository, spec.tag)
 
     .. versionadded:: 0.1
     """

@@ -58,6 +58,7 @@ def azure_kube(
         "ASCEND_AZURE_CONNECTION_STRING": connection_string,
         "ASCEND_AZURE_CONNECTION_STRING_SECRET": f"{SECRET}/connection-string",
         "ASCEND_KUBERNETES_KUBECONFIG": str(emulator.kubeconfig),
+        "ASCEND_IMAGES_RUNTIME": "ascend-runtime:dev",
         "ASCEND_USERNAME": USER,
     }.items():
         monkeypatch.setenv(name, value)
@@ -129,3 +130,47 @@ def test_the_jobs_commands_read_the_record_from_blob_storage(
     assert records[handle.job_id]["status"] == "succeeded"
     logs = ascend_cli("jobs", "logs", handle.job_id)
     assert logs.exit_code == 0 and "squaring 4" in logs.output
+
+
+# -- one registry truth: the image on the Job is the registry the hooks answer -----------------
+
+
+def _job_image(kube: KubeEmulator, job_id: str) -> str:
+    """The image on the Job manifest the cluster received."""
+    from kubernetes import client
+
+    from ascend.kubernetes.manifest import job_name
+
+    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(job_name(job_id), NAMESPACE)
+    (container,) = job.spec.template.spec.containers
+    return str(container.image)
+
+
+@pytest.mark.parametrize("in_house", [False, True])
+def test_the_job_runs_the_image_of_the_registry_the_hooks_answer(
+    azure_kube: KubeEmulator,
+    register_plugin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    in_house: bool,
+) -> None:
+    import sys
+
+    from ascend.backend import clear_backend_cache
+
+    monkeypatch.delenv("ASCEND_IMAGES_RUNTIME")
+    monkeypatch.setenv("ASCEND_AZURE_REGISTRY", "myacr")
+    if in_house:
+        from tests.plugins import acme_registry
+
+        register_plugin(acme_registry, "acme-registry")
+        monkeypatch.setenv("ASCEND_ACME_REGISTRY_HOST", "registry.acme.internal")
+    clear_backend_cache()
+    handle = square.submit(3)
+    try:
+        image = _job_image(azure_kube, handle.job_id)
+    finally:
+        handle.cancel()
+    host = "registry.acme.internal" if in_house else "myacr.azurecr.io"
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert image == f"{host}/ascend-runtime:py{minor}"
+    assert handle.metadata()["image"] == image
