@@ -34,8 +34,8 @@ from ascend import wire
 from ascend.decorator import ascend as remote
 from ascend.errors import (
     AscendError,
-    ComputeError,
     ConfigError,
+    ImageBuildError,
     IntegrityError,
     JobCancelledError,
     JobTimeoutError,
@@ -1054,13 +1054,47 @@ def test_bad_options_fail_at_decoration_naming_the_parameter(
     assert files_under(local) == []
 
 
-def test_unmet_requirement_is_refused_before_upload(local: Path) -> None:
-    wrapped = remote(requirements=["definitely-not-installed-pkg"])(f.add)  # decorating is fine
-    with pytest.raises(ComputeError) as caught:
+@pytest.fixture
+def offline_index(wheelhouse_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Requirements resolve from the tests' wheelhouse; environments go to a fresh cache."""
+    monkeypatch.setenv("ASCEND_IMAGES_NO_INDEX", "true")
+    monkeypatch.setenv("ASCEND_IMAGES_FIND_LINKS", str(wheelhouse_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "ascend" / "environments"
+
+
+def tiny_greeting() -> tuple[str, str]:
+    import ascend_demo_tiny  # type: ignore[import-not-found]
+
+    return ascend_demo_tiny.greet("local"), ascend_demo_tiny.__file__
+
+
+def test_an_unresolvable_requirement_is_refused_before_upload(
+    local: Path, offline_index: Path
+) -> None:
+    wrapped = remote(requirements=["ascend-demo-missing-zzz"])(f.add)  # decorating is fine
+    with pytest.raises(ImageBuildError) as caught:
         wrapped(1, 2)
-    assert "definitely-not-installed-pkg (not installed)" in caught.value.message
-    assert caught.value.fix == "pip install 'definitely-not-installed-pkg'"
+    assert "ascend-demo-missing-zzz" in caught.value.message
+    assert "this machine" in caught.value.message
     assert files_under(local) == []
+    assert not offline_index.exists() or list(offline_index.iterdir()) == []
+
+
+def test_requirements_run_in_an_environment_per_lock_made_once(
+    local: Path, offline_index: Path
+) -> None:
+    wrapped = remote(requirements=["Ascend_Demo_Tiny==1.0"], stream_logs=False)(tiny_greeting)
+    greeting, where = wrapped()
+    assert greeting == "hello local from tiny 1.0"
+    (environment,) = offline_index.iterdir()
+    assert Path(where).is_relative_to(environment)
+    assert "ascend-demo-tiny==1.0" in (environment / "ascend-lock.txt").read_text()
+    made = environment.stat().st_mtime_ns
+    same = remote(requirements=["ascend-demo-tiny==1.0"], stream_logs=False)(tiny_greeting)
+    assert same()[0] == greeting
+    assert [p.name for p in offline_index.iterdir()] == [environment.name]
+    assert environment.stat().st_mtime_ns == made
 
 
 # -- 13. threads ---------------------------------------------------------------------------------

@@ -145,35 +145,40 @@ def install(
     index: IndexOptions,
     timeout: float,
     progress: Progress,
+    platform: str | None = PLATFORM,
 ) -> None:
-    """Install exactly the lock into ``target`` for linux x86_64 with uv."""
-    requirements = target.parent / "lock.txt"
-    requirements.write_text(lock.text)
-    args = [
-        "pip",
-        "install",
-        "--target",
-        str(target),
-        "--no-deps",
-        "--python-version",
-        python_minor(python_version),
-        "--python-platform",
-        PLATFORM,
-        "-r",
-        str(requirements),
-        *index.uv_args(),
-    ]
-    if lock.has_hashes():
-        args.append("--require-hashes")
-    if not _native(python_version):
-        args += ["--only-binary", ":all:"]  # an sdist built here would be for the wrong platform
-    try:
-        done = run_uv(args, timeout=timeout)
-    except ImageBuildError as error:
-        raise ImageBuildError(
-            f"installing {len(lock.pins)} packages did not finish within {timeout:g} s",
-            fix="raise images.build_timeout, or build in the cluster (images.builder: cluster)",
-        ) from error
+    """Install exactly the lock into ``target`` with uv, for linux x86_64 (or, with
+    ``platform=None``, for this machine)."""
+    with tempfile.TemporaryDirectory(prefix="ascend-lock-") as scratch:
+        requirements = Path(scratch) / "lock.txt"
+        requirements.write_text(lock.text)
+        args = [
+            "pip",
+            "install",
+            "--target",
+            str(target),
+            "--no-deps",
+            "--python-version",
+            python_minor(python_version),
+            *(["--python-platform", platform] if platform else []),
+            "-r",
+            str(requirements),
+            *index.uv_args(),
+        ]
+        if lock.has_hashes():
+            args.append("--require-hashes")
+        if platform and not _native(python_version):
+            args += [
+                "--only-binary",
+                ":all:",
+            ]  # an sdist built here would be for the wrong platform
+        try:
+            done = run_uv(args, timeout=timeout)
+        except ImageBuildError as error:
+            raise ImageBuildError(
+                f"installing {len(lock.pins)} packages did not finish within {timeout:g} s",
+                fix="raise images.build_timeout, or build in the cluster (images.builder: cluster)",
+            ) from error
     for line in (done.stderr or "").splitlines():
         if line.strip():
             progress.line(line)

@@ -131,8 +131,11 @@ def resolve(
     index: IndexOptions | None = None,
     *,
     constraints: tuple[str, ...] = (),
+    platform: str | None = PLATFORM,
 ) -> Lock:
     """Resolve ``requirements`` for linux x86_64 and Python ``python_version`` (X.Y).
+
+    ``platform=None`` resolves for this machine instead (the local provider's environments).
 
     :param constraints: pins the runner needs (``cloudpickle==3.1.1``): a requirement that
         conflicts with them does not resolve, rather than breaking the runner in the pod.
@@ -149,8 +152,7 @@ def resolve(
             "-",
             "--python-version",
             python_minor(python_version),
-            "--python-platform",
-            PLATFORM,
+            *(["--python-platform", platform] if platform else []),
             "--generate-hashes",
             "--no-header",
             "--no-annotate",
@@ -164,9 +166,10 @@ def resolve(
         done = run_uv(args, timeout=RESOLVE_TIMEOUT, stdin="\n".join(normalized) + "\n")
     if done.returncode != 0:
         reason = _uv_reason(done.stderr)
+        where = "linux x86_64" if platform else "this machine"
         raise ImageBuildError(
             f"requirements {list(normalized)} do not resolve for Python "
-            f"{python_minor(python_version)} on linux x86_64: {reason}",
+            f"{python_minor(python_version)} on {where}: {reason}",
             fix="check the names and version pins; a package without a linux wheel or sdist "
             "cannot run in the cluster",
         )

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ascend.compute import (
     CANCELLED,
@@ -34,6 +34,9 @@ from ascend.compute import (
 from ascend.errors import ComputeError
 from ascend.quantities import memory_bytes
 from ascend.runner import process_start_ticks
+
+if TYPE_CHECKING:
+    from ascend.images.lock import IndexOptions
 
 GRACE_SECONDS = 5.0
 # Variables read when the interpreter or the loader starts: a warm runner would ignore them.
@@ -167,9 +170,22 @@ class LocalCompute(ComputeBackend):
     name = "local"
     runs_images = False  # runs in this Python environment
 
-    def __init__(self, python: str | None = None, warm_start: bool = True) -> None:
+    def __init__(
+        self,
+        python: str | None = None,
+        warm_start: bool = True,
+        index: IndexOptions | None = None,
+        build_timeout: float = 1800.0,
+    ) -> None:
         self.python = python or sys.executable
         self.warm_start = warm_start
+        if index is None:
+            from ascend.images.lock import IndexOptions
+
+            index = IndexOptions()
+        self.index = index
+        self.build_timeout = build_timeout
+        self._environments: dict[str, str] = {}  # job id -> its requirements' environment
         self._jobs: dict[str, _LocalJob] = {}
         self._lock = threading.Lock()
 
@@ -208,18 +224,28 @@ class LocalCompute(ComputeBackend):
         return f"{job_id}@{pid}:{ticks}" if pid else job_id
 
     def check(self, request: JobRequest) -> None:
+        """Make (or find) the environment of the job's requirements before anything is
+        uploaded: a requirement that does not resolve fails here."""
         memory_bytes(request.memory)
-        unmet = unmet_requirements(request.requirements)
-        if unmet:
-            quoted = " ".join(f"'{r.split(' (')[0]}'" for r in unmet)
-            raise ComputeError(
-                "the local provider runs in this Python environment, which does not satisfy: "
-                + ", ".join(unmet),
-                fix=f"pip install {quoted}",
+        if request.requirements and unmet_requirements(request.requirements):
+            from ascend.images.progress import Progress
+            from ascend.local.environments import environment_for
+
+            environment = environment_for(
+                request.requirements,
+                self.index,
+                Progress(enabled=request.stream_logs),
+                timeout=self.build_timeout,
             )
+            with self._lock:
+                self._environments[request.job_id] = str(environment)
 
     def submit(self, request: JobRequest) -> str:
         env = _base_env()
+        with self._lock:
+            environment = self._environments.pop(request.job_id, None)
+        if environment:  # first on the path: the locked versions win over this Python's
+            env["PYTHONPATH"] = os.pathsep.join([environment, env["PYTHONPATH"]])
         env.update(request.env)
         env.update(
             ASCEND_PACKAGE_URI=request.package_uri,
@@ -230,7 +256,9 @@ class LocalCompute(ComputeBackend):
             ASCEND_MEMORY=request.memory,
         )
         message = json.dumps({"env": env, "cwd": os.getcwd()}).encode() + b"\n"
-        at_startup = any(key.startswith(STARTUP_PREFIXES) for key in request.env)
+        at_startup = environment is not None or any(
+            key.startswith(STARTUP_PREFIXES) for key in request.env
+        )
         process = self._start(message, cold_env=env if at_startup else None)
         job = _LocalJob(process, deadline=time.monotonic() + request.timeout)
         for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):

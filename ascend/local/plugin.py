@@ -69,6 +69,10 @@ def ascend_storage(config: AscendConfig) -> CloudStorage | None:
 def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
     if config.cloud_provider != NAME:
         return None
+    from ascend.images.lock import IndexOptions
     from ascend.local.compute import LocalCompute
 
-    return LocalCompute()
+    return LocalCompute(
+        index=IndexOptions.from_config(config),
+        build_timeout=float(config.get("images.build_timeout", 1800.0)),
+    )
