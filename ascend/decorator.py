@@ -43,7 +43,7 @@ def validate_options(
     memory: str | None,
     timeout: int,
     stream_logs: bool,
-    requirements: Iterable[str] | None,
+    requirements: Iterable[str] | str | None,
     node_type: str | None,
     project: bool,
     git_check: bool | None,
@@ -88,7 +88,8 @@ def validate_options(
             "git_check", git_check, "must be True, False or None", "None uses the git_check setting"
         )
     normalized: tuple[str, ...] | None = None
-    if requirements is not None:
+    sync = requirements == "local"
+    if requirements is not None and not sync:
         if not isinstance(requirements, str):
             try:
                 requirements = list(requirements)  # once: a generator is consumed here
@@ -104,7 +105,8 @@ def validate_options(
                 "requirements",
                 requirements,
                 "must be a list of requirements",
-                f"write requirements=[{requirements!r}]",
+                f"write requirements=[{requirements!r}], or requirements='local' to pin what "
+                "the function imports to the versions installed here",
             )
         from ascend.errors import ImageBuildError
         from ascend.images import normalize_requirement
@@ -174,6 +176,7 @@ def validate_options(
         timeout=timeout,
         stream_logs=stream_logs,
         requirements=normalized,
+        sync_requirements=sync,
         node_type=node_type,
         project=project,
         git_check=git_check,
@@ -239,7 +242,7 @@ def ascend(
     memory: str | None = ...,
     timeout: int = ...,
     stream_logs: bool = ...,
-    requirements: Iterable[str] | None = ...,
+    requirements: Iterable[str] | str | None = ...,
     node_type: str | None = ...,
     project: bool = ...,
     git_check: bool | None = ...,
@@ -257,7 +260,7 @@ def ascend(
     memory: str | None = None,
     timeout: int = 3600,
     stream_logs: bool = True,
-    requirements: Iterable[str] | None = None,
+    requirements: Iterable[str] | str | None = None,
     node_type: str | None = None,
     project: bool = False,
     git_check: bool | None = None,
@@ -274,7 +277,9 @@ def ascend(
         :class:`~ascend.errors.OutOfMemoryError`. Default "2Gi", or the node type's.
     :param timeout: seconds before the job is stopped (:class:`~ascend.errors.JobTimeoutError`).
     :param stream_logs: print the function's output here as it runs.
-    :param requirements: pip requirements the job needs (an image is built for them).
+    :param requirements: pip requirements the job needs: cluster providers run an image built
+        for them (once per lock), the local provider an environment. ``"local"`` pins the
+        installed distributions the call imports to the versions installed here.
     :param node_type: a node type from the provider's catalog (GPU nodes, ...).
     :param project: run in the project's namespace, named after the git repository.
     :param git_check: refuse to run from a dirty git tree (None: the ``git_check`` setting).

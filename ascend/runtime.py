@@ -46,6 +46,7 @@ class CallOptions:
     stream_logs: bool = True
     retries: int = 0
     requirements: tuple[str, ...] | None = None
+    sync_requirements: bool = False  # requirements="local": pin what the call imports
     node_type: str | None = None
     project: bool = False
     git_check: bool | None = None
@@ -333,7 +334,12 @@ def submit(
     storage = backend.storage
     cpu, memory = resolve_resources(options, backend.name)
     compute = backend.compute
-    image = _image(backend, options) if compute.runs_images else None
+    requirements = tuple(options.requirements or ())
+    if options.sync_requirements:
+        from ascend.images.sync import local_requirements
+
+        requirements = local_requirements(fn, args, kwargs)
+    image = _image(backend, options, requirements) if compute.runs_images else None
     request = JobRequest(
         job_id=job_id,
         package_uri=storage.storage_uri(posixpath.join(prefix, metadata.PACKAGE_FILE)),
@@ -345,7 +351,7 @@ def submit(
         node_type=options.node_type,
         stream_logs=options.stream_logs,
         retries=options.retries,
-        requirements=tuple(options.requirements or ()),
+        requirements=requirements,
         env=dict(options.env),
         labels={"user": user, "project": sanitize_name(project, PROJECT_MAX)},
         extra={"project_scoped": options.project},
@@ -370,7 +376,7 @@ def submit(
             "timeout": options.timeout,
             "node_type": options.node_type,
         },
-        "requirements": list(options.requirements or ()),
+        "requirements": list(requirements),
         "image": image,
         "versions": wire.versions(),
         "git": git.as_metadata() if git is not None else None,
@@ -413,14 +419,14 @@ def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
     return JobHandle(job_id, backend, prefix, handle, str(record.get("function", "?")))
 
 
-def _image(backend: CloudBackend, options: CallOptions) -> str:
+def _image(backend: CloudBackend, options: CallOptions, requirements: tuple[str, ...]) -> str:
     """The image the job runs: built for its requirements when the registry lacks it."""
     from ascend.images.choose import image_for_call
     from ascend.images.progress import Progress
 
     return image_for_call(
         backend,
-        tuple(options.requirements or ()),
+        requirements,
         options.base_image,
         Progress(enabled=options.stream_logs),
     )
