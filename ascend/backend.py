@@ -75,6 +75,7 @@ class HookImageBuilder(ImageBuilder):
             spec=spec,
             registry=self._backend.registry,
             progress=progress or Progress(enabled=False),
+            backend=self._backend,
         )
         if image is None:
             raise BackendNotAvailableError(

@@ -162,6 +162,11 @@ class OCIRegistry(ContainerRegistry):
     def registry_url(self) -> str:
         return self._host
 
+    @property
+    def base_url(self) -> str:
+        """``scheme://host[:port]``: how to reach it (a builder pod needs the scheme too)."""
+        return self._base
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._base!r})"
 

@@ -29,7 +29,7 @@ from ascend.images.spec import ImageBuilder, ImageSpec
 from ascend.registry import OCIRegistry
 from tests.image_helpers import push_python_base
 from tests.registry_proxy import counting_proxy
-from tests.wheels import build_wheel, make_wheelhouse
+from tests.wheelhouse import build_wheel, make_wheelhouse
 
 
 def _spec(base: str, registry: OCIRegistry, lock: object, repository: str) -> ImageSpec:

@@ -41,12 +41,12 @@ def auth_credentials() -> tuple[str, str]:
     )
 
 
-# -- a local package index (tests/wheels.py): image builds resolve offline ------------------
+# -- a local package index (tests/wheelhouse.py): image builds resolve offline ------------------
 
 
 @pytest.fixture(scope="session")
 def wheelhouse_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from .wheels import make_wheelhouse
+    from .wheelhouse import make_wheelhouse
 
     return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 

@@ -72,7 +72,7 @@ def test_parameter_names_are_the_public_ones() -> None:
     signatures = {name: list(inspect.signature(f).parameters) for name, f in SPECS.items()}
     assert signatures["ascend_storage"] == ["config"]
     assert signatures["ascend_registry_url"] == ["config"]
-    assert signatures["ascend_build_image"] == ["config", "spec", "registry", "progress"]
+    assert signatures["ascend_build_image"] == ["config", "spec", "registry", "progress", "backend"]
     assert signatures["ascend_compute"] == ["config"]
     assert signatures["ascend_cli_commands"] == []
     assert signatures["ascend_settings"] == []

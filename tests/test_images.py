@@ -1,7 +1,7 @@
 """Runtime images: requirement normalization, the content-addressed tag, the uv lock, the
 reproducible layer, and daemonless builds pushed to the real local registry (.ci/services.sh).
 
-Resolution and installs use uv against a local wheelhouse (tests/wheels.py): no internet.
+Resolution and installs use uv against a local wheelhouse (tests/wheelhouse.py): no internet.
 """
 
 from __future__ import annotations

@@ -186,8 +186,8 @@ def install(
         tail = [line for line in done.stderr.splitlines() if line.strip()][-15:]
         raise ImageBuildError(
             f"installing the lock failed: {_failed_package(done.stderr, lock)}\n" + "\n".join(tail),
-            fix="a package that needs compiling needs its build tools in the builder; pin a "
-            "version that has a manylinux wheel, or build in the cluster (images.builder: cluster)",
+            fix="the lines above say why; a package that must be compiled needs its build "
+            "tools in the builder (images.builder_image), or pin a version with a manylinux wheel",
         )
 
 

@@ -42,6 +42,23 @@ class IndexOptions:
             no_index=bool(config.get("images.no_index", False)),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_url": self.index_url,
+            "extra_index_urls": list(self.extra_index_urls),
+            "find_links": list(self.find_links),
+            "no_index": self.no_index,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexOptions:
+        return cls(
+            index_url=data.get("index_url"),
+            extra_index_urls=tuple(data.get("extra_index_urls") or ()),
+            find_links=tuple(data.get("find_links") or ()),
+            no_index=bool(data.get("no_index")),
+        )
+
     def uv_args(self) -> list[str]:
         args: list[str] = []
         if self.no_index:

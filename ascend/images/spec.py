@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from ascend.errors import ImageBuildError
 
@@ -78,11 +78,26 @@ class ImageSpec:
     @property
     def prefix(self) -> str:
         """Where the layer installs: the runtime image keeps its runner apart from packages."""
-        return RUNTIME_PREFIX if self.repository == RUNTIME_REPOSITORY else PACKAGES_PREFIX
+        runtime = self.repository.rsplit("/", 1)[-1] == RUNTIME_REPOSITORY
+        return RUNTIME_PREFIX if runtime else PACKAGES_PREFIX
 
     @property
     def requirements(self) -> tuple[str, ...]:
         return self.lock.requirements
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data, for the cluster builder's pod."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["lock"] = {"requirements": list(self.lock.requirements), "text": self.lock.text}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageSpec:
+        from ascend.images.lock import Lock
+
+        values = dict(data)
+        lock = values.pop("lock")
+        return cls(lock=Lock(tuple(lock["requirements"]), lock["text"]), **values)
 
     @property
     def digest(self) -> str:

@@ -132,6 +132,62 @@ class KubernetesCompute(ComputeBackend):
     def submit(self, request: JobRequest) -> str:
         from kubernetes.client.exceptions import ApiException
 
+        namespace, manifest = self._manifest(request)
+        try:
+            self._batch().create_namespaced_job(namespace, manifest)
+        except ApiException as error:
+            raise _api_error(error, namespace, "create the job") from None
+        return self._track(namespace, manifest, request)
+
+    def submit_shared(
+        self,
+        request: JobRequest,
+        name: str,
+        command: list[str],
+        docker_config_secret: str | None = None,
+    ) -> tuple[str, bool]:
+        """Start the Job ``name`` running ``command``, or join the one of that name already
+        running (AlreadyExists). Returns ``(handle, created)``. Builder Jobs are named after
+        the image they build, so two callers needing one image share one build."""
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, manifest = self._manifest(request)
+        manifest["metadata"]["name"] = name
+        pod = manifest["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        container["command"] = list(command)
+        if docker_config_secret:  # the push credentials, as a docker config
+            pod.setdefault("volumes", []).append(
+                {
+                    "name": "docker-config",
+                    "secret": {
+                        "secretName": docker_config_secret,
+                        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                    },
+                }
+            )
+            container.setdefault("volumeMounts", []).append(
+                {"name": "docker-config", "mountPath": "/ascend/docker", "readOnly": True}
+            )
+            container["env"].append({"name": "DOCKER_CONFIG", "value": "/ascend/docker"})
+        created = True
+        try:
+            self._batch().create_namespaced_job(namespace, manifest)
+        except ApiException as error:
+            if error.status != 409:
+                raise _api_error(error, namespace, "create the job") from None
+            created = False
+        return self._track(namespace, manifest, request), created
+
+    def _track(self, namespace: str, manifest: dict[str, Any], request: JobRequest) -> str:
+        handle = f"{namespace}/{manifest['metadata']['name']}"
+        with self._lock:
+            self._tracked[handle] = _Tracked(
+                namespace, manifest["metadata"]["name"], request, request.memory
+            )
+        return handle
+
+    def _manifest(self, request: JobRequest) -> tuple[str, dict[str, Any]]:
         from ascend.kubernetes.manifest import POD_START_ALLOWANCE, build_job
 
         node_type = self.node_types.get(request.node_type) if request.node_type else None
@@ -152,16 +208,7 @@ class KubernetesCompute(ComputeBackend):
         )
         if self._manifest_hook is not None:
             self._manifest_hook(request=request, manifest=manifest)
-        try:
-            self._batch().create_namespaced_job(namespace, manifest)
-        except ApiException as error:
-            raise _api_error(error, namespace, "create the job") from None
-        handle = f"{namespace}/{manifest['metadata']['name']}"
-        with self._lock:
-            self._tracked[handle] = _Tracked(
-                namespace, manifest["metadata"]["name"], request, request.memory
-            )
-        return handle
+        return namespace, manifest
 
     def namespace_for(self, request: JobRequest) -> str:
         """The configured namespace, else the user's (or the project's with project=True)."""

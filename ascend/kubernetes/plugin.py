@@ -69,6 +69,12 @@ def ascend_settings() -> Iterable[Setting]:
             fix="write each value as 'secret-name/key'",
         ),
         Setting(
+            "kubernetes.registry_secret",
+            str,
+            help="docker-config Secret (type kubernetes.io/dockerconfigjson) the cluster "
+            "builder pushes images with",
+        ),
+        Setting(
             "kubernetes.service_account",
             str,
             help="service account for job pods (default: the namespace's default)",

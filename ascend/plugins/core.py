@@ -13,6 +13,7 @@ from ascend.plugins.markers import hookimpl
 from ascend.plugins.types import Setting
 
 if TYPE_CHECKING:
+    from ascend.backend import CloudBackend
     from ascend.config import AscendConfig
     from ascend.images.progress import Progress
     from ascend.images.spec import ImageSpec
@@ -87,9 +88,15 @@ def ascend_settings() -> Iterable[Setting]:
         Setting(
             "images.builder",
             str,
-            default="local",
-            choices=("local",),
-            help="where requirements images are built: local (on this machine, with uv)",
+            choices=("cluster", "local"),
+            help="where requirements images are built: cluster (a Kubernetes Job; the default "
+            "with Kubernetes compute) or local (on this machine, with uv)",
+        ),
+        Setting(
+            "images.builder_image",
+            str,
+            help="image of the cluster builder's Job (default: the runtime image, which "
+            "carries uv)",
         ),
         Setting(
             "images.build_timeout",
@@ -128,16 +135,35 @@ def ascend_registry_url(config: AscendConfig) -> str | None:
     return config.registry_url
 
 
+def builder_for(config: AscendConfig, backend: CloudBackend) -> str:
+    """``images.builder``, else ``cluster`` where the compute runs Kubernetes Jobs."""
+    chosen = config.get("images.builder")
+    if chosen:
+        return str(chosen)
+    from ascend.kubernetes.compute import KubernetesCompute
+
+    return "cluster" if isinstance(backend.compute, KubernetesCompute) else "local"
+
+
 @hookimpl(trylast=True)
 def ascend_build_image(
-    config: AscendConfig, spec: ImageSpec, registry: ContainerRegistry, progress: Progress
+    config: AscendConfig,
+    spec: ImageSpec,
+    registry: ContainerRegistry,
+    progress: Progress,
+    backend: CloudBackend,
 ) -> str | None:
-    """The core's daemonless builder: uv installs the lock on this machine, the layer is
-    pushed through the OCI API."""
+    """The core's daemonless builders: ``cluster`` runs the build as a Kubernetes Job,
+    ``local`` installs the lock with uv on this machine; both push one layer through the OCI
+    API."""
     from ascend.images.build import build_env_image
     from ascend.images.local_build import one_build_at_a_time
     from ascend.images.lock import IndexOptions
 
+    if builder_for(config, backend) == "cluster":
+        from ascend.kubernetes.builder import build_in_cluster
+
+        return build_in_cluster(backend, spec, registry, progress)
     with one_build_at_a_time(spec.tag):
         if registry.image_exists(spec.repository, spec.tag):  # another caller built it
             return registry.image_ref(spec.repository, spec.tag)

@@ -25,6 +25,7 @@ from ascend.plugins.markers import hookspec
 if TYPE_CHECKING:
     import pluggy
 
+    from ascend.backend import CloudBackend
     from ascend.compute import ComputeBackend, JobRequest
     from ascend.config import AscendConfig
     from ascend.images import ImageSpec
@@ -244,7 +245,11 @@ def ascend_registry(config: AscendConfig, url: str) -> ContainerRegistry | None:
 
 @hookspec(firstresult=True)
 def ascend_build_image(
-    config: AscendConfig, spec: ImageSpec, registry: ContainerRegistry, progress: Progress
+    config: AscendConfig,
+    spec: ImageSpec,
+    registry: ContainerRegistry,
+    progress: Progress,
+    backend: CloudBackend,
 ) -> str | None:
     """Build the image described by ``spec``, push it to ``registry``, return its reference.
 
@@ -261,6 +266,8 @@ def ascend_build_image(
     :param registry: the registry the ``ascend_registry`` hook answered (push there).
     :param progress: :class:`ascend.images.progress.Progress`; ``progress.step(...)`` and
         ``progress.line(...)`` show what the build does (silent when the call asks).
+    :param backend: the :class:`ascend.backend.CloudBackend` asking (its compute and storage
+        run the core's cluster builder).
 
     **Example:**
 
