@@ -72,7 +72,7 @@ def test_the_runtime_image_builds_in_a_job_and_two_callers_share_it(
     spec = spec_for(
         backend, base, (), repository=f"test-{uuid.uuid4().hex[:6]}/{RUNTIME_REPOSITORY}"
     )
-    assert spec.with_runner and dict(spec.lock.pins).keys() == {"cloudpickle", "fsspec"}
+    assert spec.with_runner and dict(spec.lock.pins).keys() == {"cloudpickle", "fsspec", "uv"}
     images: list[str] = []
     errors: list[BaseException] = []
 

@@ -1082,17 +1082,21 @@ def test_an_unresolvable_requirement_is_refused_before_upload(
 
 
 def test_requirements_run_in_an_environment_per_lock_made_once(
-    local: Path, offline_index: Path
+    local: Path, offline_index: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     wrapped = remote(requirements=["Ascend_Demo_Tiny==1.0"], stream_logs=False)(tiny_greeting)
     greeting, where = wrapped()
+    assert "[ascend]" not in capfd.readouterr().err  # stream_logs=False: silent
     assert greeting == "hello local from tiny 1.0"
     (environment,) = offline_index.iterdir()
     assert Path(where).is_relative_to(environment)
     assert "ascend-demo-tiny==1.0" in (environment / "ascend-lock.txt").read_text()
     made = environment.stat().st_mtime_ns
-    same = remote(requirements=["ascend-demo-tiny==1.0"], stream_logs=False)(tiny_greeting)
+    same = remote(requirements=["ascend-demo-tiny==1.0"])(tiny_greeting)
     assert same()[0] == greeting
+    shown = capfd.readouterr().err
+    assert "[ascend] image: resolve ascend-demo-tiny==1.0 for this machine done in" in shown
+    assert "install" not in shown  # made once
     assert [p.name for p in offline_index.iterdir()] == [environment.name]
     assert environment.stat().st_mtime_ns == made
 

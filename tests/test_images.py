@@ -14,6 +14,7 @@ import re
 import tarfile
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +415,33 @@ def test_reuse_costs_one_registry_request(registry: str, wheelhouse: IndexOption
     assert first == second
     assert Builder.built == 1
     assert seen.requests == [("HEAD", f"/v2/{spec.repository}/manifests/{spec.tag}")]
+
+
+# -- timeouts -----------------------------------------------------------------------------------
+
+
+class _Hanging(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(4)
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_install_past_the_build_timeout_is_stopped_with_the_setting_named(
+    tmp_path: Path,
+) -> None:
+    from ascend.images.build import install
+
+    from .httpserve import serving
+
+    lock = Lock(("ascend-demo-tiny",), "ascend-demo-tiny==1.0\n")
+    with serving(_Hanging) as port:
+        index = IndexOptions(no_index=True, find_links=(f"http://127.0.0.1:{port}/",))
+        start = time.monotonic()
+        with pytest.raises(ImageBuildError) as caught:
+            install(lock, tmp_path / "t", "3.11", index, 1.0, Progress(enabled=False))
+    assert time.monotonic() - start < 4
+    assert "did not finish within 1 s" in caught.value.message
+    assert "images.build_timeout" in (caught.value.fix or "")

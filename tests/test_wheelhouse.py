@@ -253,7 +253,10 @@ def test_repacking_a_compiled_distribution_keeps_its_platform(
 
 def test_every_wheel_records_its_files(house: Path) -> None:
     wheels = sorted(house.glob("*.whl"))
-    assert len(wheels) == 7
+    assert len(wheels) == 8
+    (uv,) = [w for w in wheels if w.name.startswith("uv-")]
+    with zipfile.ZipFile(uv) as archive:  # the binary travels as the wheel's script data
+        assert any(name.endswith(".data/scripts/uv") for name in archive.namelist())
     for wheel in wheels:
         check_record(wheel)
 

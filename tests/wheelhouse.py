@@ -159,12 +159,14 @@ def _repack_name(distribution: str) -> str:
     return f"{stem}-{tag}.whl"
 
 
-def repack_installed(directory: Path, distribution: str) -> Path:
+def repack_installed(directory: Path, distribution: str, scripts: Sequence[str] = ()) -> Path:
     """A wheel of a distribution installed in this environment, with its own tags.
 
     Takes the files its RECORD lists inside site-packages (not scripts or headers installed
     outside it, which installers regenerate or which the runner never needs) and no bytecode;
     the .dist-info is renamed to the wheel's spelling and RECORD rewritten for what is kept.
+    ``scripts`` names files of the scripts directory to carry as the wheel's data (uv's own
+    binary, which is the package's point).
     """
     dist, stem, tag = _installed(distribution)
     info = f"{stem}.dist-info"
@@ -172,7 +174,9 @@ def repack_installed(directory: Path, distribution: str) -> Path:
     executable: list[str] = []
     for file in dist.files or ():
         path = file.as_posix()
-        if path.startswith(("../", "/")) or "__pycache__" in file.parts or path.endswith(".pyc"):
+        if path.startswith("../") and file.parts[-2:-1] == ("bin",) and file.name in scripts:
+            path = f"{stem}.data/scripts/{file.name}"
+        elif path.startswith(("../", "/")) or "__pycache__" in file.parts or path.endswith(".pyc"):
             continue
         head, _, rest = path.partition("/")
         if head.endswith(".dist-info"):
@@ -197,8 +201,10 @@ _NEEDS = (
     "from ascend_demo_tiny import greet\n\n\ndef shout(name):\n    return greet(name).upper()\n"
 )
 
-# What Ascend's runner imports wherever a function runs.
+# What Ascend's runner imports wherever a function runs, and uv, which the runtime image carries
+# so it can serve as the cluster builder (with its binary).
 RUNNER_DISTRIBUTIONS = ("cloudpickle", "fsspec")
+BUILDER_DISTRIBUTIONS = {"uv": ("uv",)}
 
 
 def make_wheelhouse(directory: Path) -> Path:
@@ -208,7 +214,7 @@ def make_wheelhouse(directory: Path) -> Path:
       ``ascend-demo-tiny>=1.0`` (``shout``): resolution picks the newest that fits;
     - ``ascend-demo-conflict`` 1.0 needs ``ascend-demo-tiny<1.0``, which no wheel offers;
     - ``ascend-demo-native`` 1.0 exists only for macOS arm64, so Linux resolves fail;
-    - cloudpickle and fsspec as installed here.
+    - cloudpickle and fsspec as installed here, and uv with its binary.
     """
     build_wheel(directory, "ascend-demo-tiny", "1.0", _tiny("1.0"))
     build_wheel(directory, "ascend-demo-tiny", "2.0", _tiny("2.0"))
@@ -236,4 +242,7 @@ def make_wheelhouse(directory: Path) -> Path:
     for distribution in RUNNER_DISTRIBUTIONS:
         if not (directory / _repack_name(distribution)).exists():
             repack_installed(directory, distribution)
+    for distribution, scripts in BUILDER_DISTRIBUTIONS.items():
+        if not (directory / _repack_name(distribution)).exists():
+            repack_installed(directory, distribution, scripts)
     return directory

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from ascend.images.lock import IndexOptions, resolve
 from ascend.images.progress import Progress
-from ascend.images.spec import ENV_REPOSITORY, RUNTIME_REPOSITORY, ImageSpec
+from ascend.images.spec import (
+    ENV_REPOSITORY,
+    RUNTIME_REPOSITORY,
+    ImageSpec,
+    spec_prefix_is_runtime,
+)
 
 if TYPE_CHECKING:
     from ascend.backend import CloudBackend
@@ -63,7 +68,9 @@ def spec_for(
     with progress.step(f"read base image {base_image}"):
         base = open_base(base_image, backend.registry)
         check_python(base, client_python())
-    runner = () if base.has_runner else ("fsspec>=2024.2",)
+    runner: tuple[str, ...] = () if base.has_runner else ("fsspec>=2024.2",)
+    if spec_prefix_is_runtime(repository):
+        runner += ("uv>=0.5",)  # the runtime image doubles as the cluster builder's
     pinned = (f"cloudpickle=={cloudpickle.__version__}",)
     described = ", ".join(requirements) or "the runner"
     with progress.step(f"resolve {described}"):

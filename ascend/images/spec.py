@@ -53,6 +53,12 @@ def normalize_requirements(requirements: tuple[str, ...] | list[str]) -> tuple[s
     return tuple(sorted({normalize_requirement(r) for r in requirements}))
 
 
+def spec_prefix_is_runtime(repository: str) -> bool:
+    """A runtime image lives in a repository named ``ascend-runtime`` (``team/ascend-runtime``
+    too): its layer holds the runner, apart from any packages built on it later."""
+    return repository.rsplit("/", 1)[-1] == RUNTIME_REPOSITORY
+
+
 def python_minor(version: str) -> str:
     """``3.11.9`` -> ``3.11``."""
     return ".".join(version.split(".")[:2])
@@ -78,8 +84,7 @@ class ImageSpec:
     @property
     def prefix(self) -> str:
         """Where the layer installs: the runtime image keeps its runner apart from packages."""
-        runtime = self.repository.rsplit("/", 1)[-1] == RUNTIME_REPOSITORY
-        return RUNTIME_PREFIX if runtime else PACKAGES_PREFIX
+        return RUNTIME_PREFIX if spec_prefix_is_runtime(self.repository) else PACKAGES_PREFIX
 
     @property
     def requirements(self) -> tuple[str, ...]:
