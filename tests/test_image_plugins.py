@@ -1,0 +1,88 @@
+"""A plugin can replace the image builder, and what it answers is what the Job runs."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ascend import ascend, hookimpl
+from ascend.testing.kube import KubeEmulator
+
+from . import services
+from .image_helpers import push_python_base
+
+USER = "alice"
+NAMESPACE = f"ascend-users-{USER}"
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.service("registry")]
+
+
+class FarmBuilder:
+    """An in-house build farm: it records what it was asked and answers with its image."""
+
+    def __init__(self) -> None:
+        self.asked: list[Any] = []
+
+    @hookimpl(tryfirst=True)
+    def ascend_build_image(self, spec: Any, registry: Any) -> str:
+        self.asked.append(spec)
+        return registry.image_ref(spec.repository, spec.tag)
+
+
+@ascend(requirements=["ascend-demo-tiny==1.0"], stream_logs=False, timeout=60)
+def needs_tiny() -> str:
+    import ascend_demo_tiny  # type: ignore[import-not-found]
+
+    return str(ascend_demo_tiny.VERSION)
+
+
+def test_a_plugin_builder_replaces_the_core_and_its_image_is_on_the_job(
+    make_kube_emulator: Any,
+    ascend_pm: Any,
+    register_plugin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    wheelhouse_dir: Path,
+) -> None:
+    from kubernetes import client
+
+    from ascend.kubernetes.manifest import job_name
+
+    registry = services.require("registry")
+    kube: KubeEmulator = make_kube_emulator()
+    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    for name, value in {
+        "ASCEND_CLOUD_PROVIDER": "kubernetes",
+        "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
+        "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
+        "ASCEND_USERNAME": USER,
+        "ASCEND_REGISTRY_URL": registry,
+        "ASCEND_IMAGES_RUNTIME": base,
+        "ASCEND_IMAGES_NO_INDEX": "true",
+        "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    kube.create_namespace(NAMESPACE)
+    farm = FarmBuilder()
+    register_plugin(farm, "acme-farm")
+    handle = needs_tiny.submit()
+    try:
+        job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
+            job_name(handle.job_id), NAMESPACE
+        )
+    finally:
+        handle.cancel()
+    (spec,) = farm.asked
+    assert dict(spec.lock.pins)["ascend-demo-tiny"] == "1.0"
+    assert spec.base_image == base and spec.with_runner  # a plain python base gets the runner
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    expected = f"{registry}/ascend-env:py{minor}-{spec.digest[:20]}"
+    assert [c.image for c in job.spec.template.spec.containers] == [expected]
+    assert handle.metadata()["image"] == expected
+    from ascend import get_backend
+
+    assert get_backend().answered_by["ascend_build_image"] == "acme-farm"
