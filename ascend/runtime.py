@@ -424,10 +424,16 @@ def _image(backend: CloudBackend, options: CallOptions, requirements: tuple[str,
     from ascend.images.choose import image_for_call
     from ascend.images.progress import Progress
 
+    base = options.base_image
+    if base is None and requirements and options.node_type:
+        from ascend.plugins.manager import get_plugin_manager
+
+        found = get_plugin_manager().node_types().get(options.node_type)
+        base = found[0].base_image if found else None
     return image_for_call(
         backend,
         requirements,
-        options.base_image,
+        base,
         Progress(enabled=options.stream_logs),
     )
 

@@ -86,3 +86,52 @@ def test_a_plugin_builder_replaces_the_core_and_its_image_is_on_the_job(
     from ascend import get_backend
 
     assert get_backend().answered_by["ascend_build_image"] == "acme-farm"
+
+
+class CudaPool:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    @hookimpl
+    def ascend_node_types(self) -> list[Any]:
+        from ascend.plugins.types import NodeType
+
+        return [NodeType("gpu-test", gpus=0, base_image=self.base, summary="a CUDA base")]
+
+
+def test_a_node_types_base_image_is_what_requirements_build_on_unless_one_is_given(
+    make_kube_emulator: Any,
+    ascend_pm: Any,
+    register_plugin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    wheelhouse_dir: Path,
+) -> None:
+    registry = services.require("registry")
+    kube: KubeEmulator = make_kube_emulator()
+    cuda = push_python_base(registry, repository=f"test/cuda-{uuid.uuid4().hex[:8]}")
+    other = push_python_base(registry, repository=f"test/other-{uuid.uuid4().hex[:8]}")
+    for name, value in {
+        "ASCEND_CLOUD_PROVIDER": "kubernetes",
+        "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
+        "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
+        "ASCEND_USERNAME": USER,
+        "ASCEND_REGISTRY_URL": registry,
+        "ASCEND_IMAGES_NO_INDEX": "true",
+        "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    kube.create_namespace(NAMESPACE)
+    farm = FarmBuilder()
+    register_plugin(farm, "acme-farm")
+    register_plugin(CudaPool(cuda), "acme-cuda")
+
+    def tiny() -> None:
+        return None
+
+    for base_image, expected in ((None, cuda), (other, other)):
+        remote = ascend(
+            requirements=["ascend-demo-tiny"], node_type="gpu-test", base_image=base_image
+        )(tiny)
+        remote.submit().cancel()
+        assert farm.asked[-1].base_image == expected

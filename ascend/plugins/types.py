@@ -72,6 +72,9 @@ class NodeType:
     :param max_cpu: the most CPU one job can have on such a node (``None``: not known);
         a larger request is refused when the function is decorated.
     :param max_memory: the same for memory.
+    :param base_image: the image to build ``requirements`` on for jobs on this node type (a
+        CUDA base for GPU nodes); an explicit ``base_image`` in the decorator wins. It needs a
+        Python of the client's X.Y (``PYTHON_VERSION`` in its environment).
     """
 
     name: str
@@ -84,6 +87,7 @@ class NodeType:
     provider: str | None = None
     max_cpu: str | None = None
     max_memory: str | None = None
+    base_image: str | None = None
 
 
 @dataclass(frozen=True)
