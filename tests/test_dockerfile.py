@@ -27,3 +27,11 @@ def test_runner_is_the_entrypoint_and_user_is_unprivileged() -> None:
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert "--trusted-host" not in text
+
+
+def test_the_builder_can_tell_the_runner_is_in_the_image() -> None:
+    from ascend.images.build import RUNNER_LABEL
+
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(rf'^LABEL {re.escape(RUNNER_LABEL)}="\S+"$', text, re.MULTILINE)
+    assert '"uv>=' in text  # the image doubles as the cluster builder
