@@ -20,6 +20,7 @@ from ascend.errors import AscendError, CommandClashError
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("ascend.cli.admin_cmd", "admin"),
     "config": ("ascend.cli.config_cmd", "config"),
+    "images": ("ascend.cli.images_cmd", "images"),
     "jobs": ("ascend.cli.jobs_cmd", "jobs"),
     "plugins": ("ascend.cli.plugins_cmd", "plugins"),
 }
