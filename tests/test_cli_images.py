@@ -10,16 +10,13 @@ bytes are stored by the real registry, and no test can see or delete another's i
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cloudpickle
@@ -32,8 +29,8 @@ from ascend.images.choose import clear_cache
 from ascend.registry import OCIRegistry
 
 from . import services
-from .httpserve import serving
 from .image_helpers import push_python_base
+from .registry_proxy import counting_proxy
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 service = pytest.mark.service("registry")
@@ -42,69 +39,13 @@ service = pytest.mark.service("registry")
 # -- a private corner of the shared registry ---------------------------------------------------
 
 
-class _Namespaced(BaseHTTPRequestHandler):
-    """Forwards to the registry with every repository name prefixed by the namespace, and
-    strips the prefix from what comes back (upload locations, pagination links)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def _inward(self, path: str) -> str:
-        namespace: str = self.server.namespace  # type: ignore[attr-defined]
-        parts = urllib.parse.urlsplit(path)
-        route, query = parts.path, parts.query
-        if route.startswith("/v2/") and route != "/v2/":
-            route = f"/v2/{namespace}/{route[4:]}"
-        if "from=" in query:  # a cross-repository mount names the source repository
-            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-            query = urllib.parse.urlencode(
-                [(k, f"{namespace}/{v}" if k == "from" else v) for k, v in pairs]
-            )
-        return urllib.parse.urlunsplit(("", "", route, query, ""))
-
-    def _outward(self, value: str) -> str:
-        namespace: str = self.server.namespace  # type: ignore[attr-defined]
-        upstream: str = self.server.upstream  # type: ignore[attr-defined]
-        here = f"127.0.0.1:{self.server.server_port}"  # type: ignore[attr-defined]
-        return value.replace(f"/v2/{namespace}/", "/v2/").replace(f"//{upstream}", f"//{here}")
-
-    def _forward(self) -> None:
-        upstream: str = self.server.upstream  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        host, _, port = upstream.partition(":")
-        connection = http.client.HTTPConnection(host, int(port or 80), timeout=60)
-        try:
-            connection.request(self.command, self._inward(self.path), body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            self.send_response(response.status)
-            for name, value in response.getheaders():
-                if name.lower() in ("connection", "transfer-encoding", "content-length"):
-                    continue
-                if name.lower() in ("location", "link"):
-                    value = self._outward(value)
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        finally:
-            connection.close()
-
-    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def registry() -> Iterator[str]:
     """``127.0.0.1:PORT``: the real registry, seen through a namespace of this test's own."""
     upstream = services.require("registry")
     namespace = f"test-cli-images/{uuid.uuid4().hex[:12]}"
-    with serving(_Namespaced, upstream=upstream, namespace=namespace) as port:
-        yield f"127.0.0.1:{port}"
+    with counting_proxy(upstream, namespace) as (address, _):
+        yield address
 
 
 @pytest.fixture
@@ -321,8 +262,8 @@ def test_requirements_file_forms_pip_accepts(tmp_path: Path) -> None:
 
 
 def test_a_line_that_is_not_a_requirement_is_named(tmp_path: Path) -> None:
-    from ascend.images.sources import read_requirements_file
     from ascend.errors import ImageBuildError
+    from ascend.images.sources import read_requirements_file
 
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("six\n\n>=1.0\n")
@@ -331,8 +272,8 @@ def test_a_line_that_is_not_a_requirement_is_named(tmp_path: Path) -> None:
 
 
 def test_pyproject_self_reference_keeps_markers_and_dynamic_is_refused(tmp_path: Path) -> None:
-    from ascend.images.sources import read_pyproject
     from ascend.errors import ImageBuildError
+    from ascend.images.sources import read_pyproject
 
     path = tmp_path / "pyproject.toml"
     path.write_text(

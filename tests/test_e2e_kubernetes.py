@@ -159,7 +159,7 @@ def test_missing_image_fails_fast_with_the_image_named(
     make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     registry = services.require("registry")
-    emulator = make_kube_emulator(registry=registry)
+    emulator = make_kube_emulator()
     configure(
         monkeypatch,
         emulator,

@@ -1,20 +1,27 @@
 """The Kubernetes API emulator, driven by the official client and by the real kubectl.
 
 Every wait is a watch (or a bounded poll of a process) with a timeout; nothing sleeps to
-synchronise. Each test gets its own emulator (``kube_emulator`` / ``make_kube_emulator``).
+synchronise. Each test gets its own emulator (``kube_emulator`` / ``make_kube_emulator``),
+whose node has the images these tests name preloaded; the pull tests push their own images
+to the local registry (tests/oci_push.py).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +31,16 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from ascend.testing.kube import KubeEmulator
+from ascend.testing.kube import DEV_RUNTIME_IMAGE, KubeEmulator
 from tests import services
+
+from .oci_push import corrupting_proxy, push_image, token_proxy
+from .registry_proxy import counting_proxy
 
 KUBECTL = shutil.which("kubectl")
 NS = "test"
+RUNTIME_ELSEWHERE = "registry.example.com/team/ascend-runtime:py3.11"
+PRELOADED = (DEV_RUNTIME_IMAGE, "busybox:1.36", RUNTIME_ELSEWHERE)
 
 
 @dataclass
@@ -51,14 +63,16 @@ def connect(emu: KubeEmulator) -> Kube:
 
 
 @pytest.fixture
-def kube(kube_emulator: KubeEmulator) -> Iterator[Kube]:
-    yield connect(kube_emulator)
-    assert kube_emulator.errors == []
+def kube(make_kube_emulator: Callable[..., KubeEmulator]) -> Iterator[Kube]:
+    emulator = make_kube_emulator(preloaded_images=PRELOADED)
+    yield connect(emulator)
+    assert emulator.errors == []
 
 
 @pytest.fixture
 def make_kube(make_kube_emulator: Callable[..., KubeEmulator]) -> Callable[..., Kube]:
     def make(**options: Any) -> Kube:
+        options.setdefault("preloaded_images", PRELOADED)
         return connect(make_kube_emulator(**options))
 
     return make
@@ -710,8 +724,7 @@ def test_secret_env_and_missing_secret(kube: Kube) -> None:
 
 
 def test_runtime_image_runs_the_runner_from_this_checkout(kube: Kube) -> None:
-    image = "registry.example.com/team/ascend-runtime:py3.11"
-    manifest = job_manifest("runner", [], image=image)
+    manifest = job_manifest("runner", [], image=RUNTIME_ELSEWHERE)
     del manifest["spec"]["template"]["spec"]["containers"][0]["command"]
     kube.batch.create_namespaced_job(kube.ns, manifest)
     wait_job(kube, "runner", "Failed", timeout=20)
@@ -734,7 +747,7 @@ def test_runtime_image_runs_a_real_package(kube: Kube, tmp_path: Path) -> None:
     manifest = job_manifest(
         "ascend-call",
         ["python", "-m", "ascend.runner"],
-        image="127.0.0.1:5000/ascend-runtime:py3.11",
+        image=DEV_RUNTIME_IMAGE,
         env=env,
         resources={
             "requests": {"cpu": "1", "memory": "512Mi"},
@@ -773,7 +786,7 @@ def test_runtime_image_runs_a_real_package(kube: Kube, tmp_path: Path) -> None:
 
 def test_registry_image_pull_errors(make_kube: Callable[..., Kube]) -> None:
     registry = services.require("registry")
-    kube = make_kube(registry=registry)
+    kube = make_kube()
     image = f"{registry}/ascend/never-pushed:v{os.getpid()}"
     kube.core.create_namespaced_pod(
         kube.ns,
@@ -805,6 +818,296 @@ def test_registry_image_pull_errors(make_kube: Callable[..., Kube]) -> None:
         m.startswith(f'Failed to pull image "{image}"') and m.endswith("not found") for m in failed
     )
     assert "BackOff" in [e.reason for e in events]
+
+
+# -- images: pulled for real from loopback registries --------------------------------------------
+
+HOST_PYTHON = platform.python_version()
+SHOW_X = ["python", "-c", "import hello_layer; print(hello_layer.X)"]
+
+
+def push_hello(registry: str, python_version: str = HOST_PYTHON, **options: Any) -> Any:
+    """A python:X.Y-like image whose one layer holds ``/opt/pkgs/hello_layer.py``."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PYTHON_VERSION": python_version,
+        "PYTHONPATH": "/opt/pkgs",
+    }
+    files = {"opt/pkgs/hello_layer.py": b"X = 'from the layer'\n"}
+    repository = f"emulator/hello-{uuid.uuid4().hex[:8]}"
+    return push_image(registry, repository, "v1", files, env, **options)
+
+
+def start_pod(kube: Kube, name: str, image: str, command: list[str] | None, **extra: Any) -> None:
+    container: dict[str, Any] = {"name": "main", "image": image, **extra.pop("container", {})}
+    if command is not None:
+        container["command"] = command
+    kube.core.create_namespaced_pod(
+        kube.ns,
+        {
+            "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [container], **extra},
+        },
+    )
+
+
+def run_pod(kube: Kube, name: str, image: str, command: list[str] | None, **extra: Any) -> Any:
+    """Create the pod and return it once it has succeeded or failed."""
+    start_pod(kube, name, image, command, **extra)
+    return wait_pod(
+        kube,
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=20,
+        field_selector=f"metadata.name={name}",
+    )
+
+
+def waiting_in(kube: Kube, name: str, reason: str) -> Any:
+    """The pod's container's waiting state once its reason is ``reason``."""
+
+    def waits(pod: Any) -> bool:
+        statuses = pod.status.container_statuses or []
+        state = statuses[0].state.waiting if statuses else None
+        return state is not None and state.reason == reason
+
+    pod = wait_pod(kube, waits, field_selector=f"metadata.name={name}")
+    assert pod.status.phase == "Pending"
+    return pod.status.container_statuses[0].state.waiting
+
+
+@pytest.mark.service("registry")
+def test_a_pulled_image_runs_its_own_layers_and_nothing_else(
+    make_kube: Callable[..., Kube],
+) -> None:
+    registry = services.require("registry")
+    kube = make_kube()
+    pushed = push_hello(registry, cmd=SHOW_X, working_dir="/opt/pkgs")
+
+    own = run_pod(kube, "own-cmd", pushed.reference, None)  # the image's Cmd
+    assert own.status.phase == "Succeeded"
+    assert log_of(kube, "own-cmd") == "from the layer\n"
+    repository = pushed.reference.rsplit(":", 1)[0]
+    assert own.status.container_statuses[0].image_id == f"{repository}@{pushed.manifest_digest}"
+    pulled = [e.message for e in events_for(kube, "own-cmd") if e.reason == "Pulled"]
+    assert len(pulled) == 1 and pulled[0].startswith(
+        f'Successfully pulled image "{pushed.reference}"'
+    )
+    assert pulled[0].endswith(f"Image size: {pushed.size} bytes.")
+
+    where = [
+        "python3",
+        "-c",
+        "import os, hello_layer; print(hello_layer.X, os.path.isfile('hello_layer.py'))",
+    ]
+    assert run_pod(kube, "cwd", pushed.reference, where).status.phase == "Succeeded"
+    assert log_of(kube, "cwd") == "from the layer True\n"  # WorkingDir is the image's /opt/pkgs
+    pulled = [e.message for e in events_for(kube, "cwd") if e.reason == "Pulled"]
+    assert pulled == [f'Container image "{pushed.reference}" already present on machine']
+
+    venv = run_pod(kube, "venv", pushed.reference, ["python", "-c", "import pytest"])
+    assert venv.status.phase == "Failed"
+    assert "ModuleNotFoundError: No module named 'pytest'" in log_of(kube, "venv")
+
+    host_tool = run_pod(kube, "host-tool", pushed.reference, ["sh", "-c", "true"])
+    terminated = host_tool.status.container_statuses[0].state.terminated
+    assert host_tool.status.phase == "Failed" and terminated.reason == "StartError"
+    assert 'exec: "sh": executable file not found in $PATH' in terminated.message
+
+
+@pytest.mark.service("registry")
+def test_a_second_pod_of_an_image_downloads_no_blob(make_kube: Callable[..., Kube]) -> None:
+    registry = services.require("registry")
+    pushed = push_hello(registry)
+    kube = make_kube()
+    with counting_proxy(registry) as (proxy, seen):
+        image = pushed.reference.replace(registry, proxy, 1)
+        assert run_pod(kube, "first", image, SHOW_X).status.phase == "Succeeded"
+        assert seen.count("GET", "/manifests/") == 1 and seen.count("GET", "/blobs/") == 2
+        seen.clear()
+        assert run_pod(kube, "second", image, SHOW_X).status.phase == "Succeeded"
+        assert seen.requests == []  # IfNotPresent: the node has it
+        always = {"container": {"imagePullPolicy": "Always"}}
+        assert run_pod(kube, "always", image, SHOW_X, **always).status.phase == "Succeeded"
+        assert seen.count("GET", "/manifests/") == 1 and seen.count("GET", "/blobs/") == 0
+    assert log_of(kube, "always") == "from the layer\n"
+
+
+@pytest.mark.service("registry")
+def test_a_blob_that_does_not_match_its_digest_fails_the_pull(
+    make_kube: Callable[..., Kube],
+) -> None:
+    registry = services.require("registry")
+    pushed = push_hello(registry)
+    kube = make_kube()
+    with corrupting_proxy(registry, {pushed.layer_digest}) as proxy:
+        start_pod(kube, "corrupt", pushed.reference.replace(registry, proxy, 1), SHOW_X)
+        waiting = waiting_in(kube, "corrupt", "ErrImagePull")
+    assert "unexpected commit digest" in waiting.message
+    assert f"expected {pushed.layer_digest}" in waiting.message
+
+
+@pytest.mark.service("registry")
+def test_a_python_version_mismatch_fails_to_start_naming_both(
+    make_kube: Callable[..., Kube],
+) -> None:
+    registry = services.require("registry")
+    other = f"{sys.version_info.major}.{sys.version_info.minor + 1}.0"
+    pushed = push_hello(registry, python_version=other)
+    kube = make_kube()
+    pod = run_pod(kube, "mismatch", pushed.reference, SHOW_X)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert pod.status.phase == "Failed" and terminated.reason == "StartError"
+    assert other in terminated.message and HOST_PYTHON in terminated.message
+
+
+@pytest.mark.service("registry")
+def test_pull_secrets_open_an_authenticated_registry(
+    make_kube: Callable[..., Kube], auth_credentials: tuple[str, str]
+) -> None:
+    registry = services.require("auth-registry")
+    pushed = push_hello(registry, credentials=auth_credentials)
+    kube = make_kube()
+    start_pod(kube, "anonymous", pushed.reference, SHOW_X)
+    assert "authorization failed" in waiting_in(kube, "anonymous", "ErrImagePull").message
+    user, password = auth_credentials
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    kube.core.create_namespaced_secret(
+        kube.ns,
+        {
+            "metadata": {"name": "pull"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json.dumps({"auths": {registry: {"auth": auth}}})},
+        },
+    )
+    pod = run_pod(
+        kube, "with-secret", pushed.reference, SHOW_X, imagePullSecrets=[{"name": "pull"}]
+    )
+    assert pod.status.phase == "Succeeded" and log_of(kube, "with-secret") == "from the layer\n"
+
+
+@pytest.mark.service("registry")
+def test_a_bearer_token_challenge_is_answered_with_the_pull_secret(
+    make_kube: Callable[..., Kube],
+) -> None:
+    registry = services.require("registry")
+    pushed = push_hello(registry)
+    kube = make_kube()
+    with token_proxy(registry, ("robot", "pa55")) as (proxy, issued):
+        image = pushed.reference.replace(registry, proxy, 1)
+        start_pod(kube, "no-token", image, SHOW_X)
+        assert "authorization failed" in waiting_in(kube, "no-token", "ErrImagePull").message
+        auth = base64.b64encode(b"robot:pa55").decode()
+        config = {"auths": {proxy: {"auth": auth}}}
+        kube.core.create_namespaced_secret(
+            kube.ns,
+            {
+                "metadata": {"name": "robot"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": json.dumps(config)},
+            },
+        )
+        pod = run_pod(kube, "token", image, SHOW_X, imagePullSecrets=[{"name": "robot"}])
+        assert pod.status.phase == "Succeeded" and log_of(kube, "token") == "from the layer\n"
+        assert issued["tokens"] == 1  # one token served the manifest and both blobs
+
+
+def test_images_off_the_nodes_network_fail_to_pull(make_kube: Callable[..., Kube]) -> None:
+    kube = make_kube(preloaded_images=["busybox:1.36"])  # exactly that: no dev runtime
+    for name, image, host in (
+        ("hub", "python:3.11-slim", "registry-1.docker.io"),
+        ("dev", DEV_RUNTIME_IMAGE, "registry-1.docker.io"),
+        ("elsewhere", "ghcr.io/org/tool:1", "ghcr.io"),
+    ):
+        start_pod(kube, name, image, ["true"])
+        waiting = waiting_in(kube, name, "ErrImagePull")
+        assert f"dial tcp: lookup {host}: no such host" in waiting.message
+    assert (
+        'image "docker.io/library/python:3.11-slim"'
+        in waiting_in(kube, "hub", "ErrImagePull").message
+    )
+    waiting_in(kube, "hub", "ImagePullBackOff")
+    assert (
+        run_pod(kube, "loaded", "docker.io/library/busybox:1.36", ["true"]).status.phase
+        == "Succeeded"
+    )
+
+
+def test_never_pull_policy_for_an_absent_image(make_kube: Callable[..., Kube]) -> None:
+    kube = make_kube()
+    image = "127.0.0.1:9/absent/image:v1"
+    start_pod(kube, "never", image, ["true"], container={"imagePullPolicy": "Never"})
+    waiting = waiting_in(kube, "never", "ErrImageNeverPull")
+    assert waiting.message == f'Container image "{image}" is not present with pull policy of Never'
+
+
+def _tar(path: Path, members: list[tuple[str, str, str]]) -> Path:
+    """A plain tar of (kind, name, content-or-link-target) members."""
+    with tarfile.open(path, "w") as tar:
+        for kind, name, value in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif kind in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = value
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(value), 0o4755
+                tar.addfile(info, io.BytesIO(value.encode()))
+    return path
+
+
+def test_layers_apply_whiteouts_and_never_write_outside_the_root(tmp_path: Path) -> None:
+    from ascend.testing.kube import layers
+
+    plain = "application/vnd.oci.image.layer.v1.tar"
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    lower = _tar(
+        tmp_path / "lower.tar",
+        [
+            ("file", "etc/keep", "k"),
+            ("file", "etc/gone", "g"),
+            ("file", "var/cache/old", "o"),
+            ("dir", "outside", ""),
+            ("symlink", "abs", "/etc"),
+            ("symlink", "usr/lib/up", "../../../../outside"),
+            ("hardlink", "etc/again", "etc/keep"),
+        ],
+    )
+    layers.unpack(lower, plain, root)
+    assert os.path.realpath(root / "abs") == os.path.realpath(root / "etc")
+    assert os.path.realpath(root / "usr/lib/up") == os.path.realpath(root / "outside")
+    assert (root / "etc/again").read_text() == "k"
+    assert (root / "etc/keep").stat().st_mode & 0o7000 == 0  # no set-id bits
+    upper = _tar(
+        tmp_path / "upper.tar",
+        [
+            ("file", "etc/.wh.gone", ""),
+            ("file", "var/cache/.wh..wh..opq", ""),
+            ("file", "var/cache/new", "n"),
+            ("file", "abs/through-link", "t"),
+            ("file", "usr/lib/up/escaped", "e"),
+        ],
+    )
+    layers.unpack(upper, plain, root)
+    assert sorted(os.listdir(root / "etc")) == ["again", "keep", "through-link"]
+    assert os.listdir(root / "var/cache") == ["new"]
+    assert (root / "outside/escaped").read_text() == "e"
+    assert os.listdir(outside) == []
+    (tmp_path / "secret").write_text("s")
+    for bad in (
+        [("file", "../evil", "x")],
+        [("file", "/evil", "x")],
+        [("hardlink", "h", "../secret")],
+    ):
+        with pytest.raises(layers.LayerError):
+            layers.unpack(_tar(tmp_path / "bad.tar", bad), plain, root)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["bad.tar", "lower.tar", "outside", "root", "secret", "upper.tar"]
+    )
 
 
 # -- scheduling ----------------------------------------------------------------------------------
@@ -1006,12 +1309,14 @@ def test_request_counter(kube: Kube) -> None:
 
 def test_stop_kills_pods_and_leaves_no_threads(tmp_path: Path) -> None:
     before = set(threading.enumerate())
-    emu = KubeEmulator().start()
+    emu = KubeEmulator(preloaded_images=PRELOADED).start()
     emu.write_kubeconfig(tmp_path / "kubeconfig")
     kube = connect(emu)
     kube.core.create_namespaced_pod(kube.ns, pod_manifest("lingering", ["sleep", "30"]))
     pid = pid_of(wait_pod(kube, running, field_selector="metadata.name=lingering"))
+    assert emu.image_dir is not None and emu.image_dir.is_dir()
     emu.stop()
     wait_gone(pid, 2)
+    assert not emu.image_dir.exists()
     leftovers = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert leftovers == []

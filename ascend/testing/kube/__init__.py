@@ -37,10 +37,31 @@ Indexed, backoffLimit, podFailurePolicy, activeDeadlineSeconds, suspend,
 ttlSecondsAfterFinished, conditions and events); a garbage collector (ownerReferences); and a
 kubelet that runs every container as a local process in its own session: env from values,
 secrets, config maps and the downward API; the memory limit enforced by watching RSS
-(``OOMKilled``, 137); logs; SIGTERM then SIGKILL on deletion. Images whose repository ends in
-``ascend-runtime``, and ``python -m ascend.runner`` in any image, run this interpreter with
-this checkout on ``PYTHONPATH``. With a registry configured, images on it are checked with a
-manifest HEAD (``ErrImagePull`` then ``ImagePullBackOff`` when missing).
+(``OOMKilled``, 137); logs; SIGTERM then SIGKILL on deletion.
+
+Images
+------
+The node starts with its *preloaded* images (``preloaded_images=``, as after ``kind load
+docker-image``; default only ``DEV_RUNTIME_IMAGE = "ascend-runtime:dev"``, the development
+runtime: this checkout and the test environment). A preloaded image's command runs on the
+host; ``python -m ascend.runner`` (or an ``ascend-runtime`` image without a command) runs
+this interpreter with this checkout on ``PYTHONPATH``. Event: "already present on machine".
+
+Every other image is pulled for real from the registry its reference names, as containerd
+would: manifest (an index narrowed to linux/amd64), config and layers over the distribution
+API with the pod's ``imagePullSecrets`` (basic auth, bearer challenges), each blob checked
+against its digest, layers unpacked safely (whiteouts applied) into a root per image under a
+directory the emulator owns (``image_dir``), blobs shared between images. Only loopback
+registries (``127.x``, ``localhost``, ``[::1]``; plain HTTP) are reachable: Docker Hub and
+other hosts fail as on a node without network. Missing images, refused credentials and bad
+blobs give ``ErrImagePull`` then ``ImagePullBackOff`` with containerd's wording;
+``imagePullPolicy: Never`` for an image the node lacks gives ``ErrImageNeverPull``. A
+container of a pulled image sees only its image: the environment starts from the image's
+``Env`` (absolute ``PATH``/``PYTHONPATH`` entries and ``WorkingDir`` mapped into its root),
+``Entrypoint``/``Cmd`` apply, and ``python`` (a ``python:X.Y`` base declaring
+``PYTHON_VERSION``) is this interpreter with ``-S``: the standard library, none of the test
+environment's packages. The image's X.Y must be this interpreter's, or the container fails
+to start naming both.
 
 Starting it
 -----------
@@ -61,8 +82,11 @@ contains)``, ``by_method()``, ``reset()``; also ``GET /debug/requests``), ``runn
 ``create_namespace(name)``, ``store`` (direct access to objects), ``stop()`` (kills every pod
 process, joins every thread), and use as a context manager. Other keywords: ``host``,
 ``port``, ``node_name``, ``watch_history`` (default 1000), ``env`` (variables every
-container starts with), ``namespaces`` (created at start; default, kube-system...).
-A container's ``containerID`` is ``emulator://<pid>`` of its process.
+container starts with), ``namespaces`` (created at start; default, kube-system...),
+``preloaded_images`` (see Images; a list given is exactly what the node has), ``image_dir``
+(pulled images, removed by ``stop()``). ``registry`` is deprecated and ignored.
+A container's ``containerID`` is ``emulator://<pid>`` of its process; a pulled image's
+``imageID`` is ``<host>/<repository>@sha256:<manifest digest>``.
 
 As pytest fixtures: ``from ascend.testing.kube.fixtures import kube_emulator,
 make_kube_emulator`` (see :mod:`ascend.testing.kube.fixtures`).
@@ -71,7 +95,7 @@ From a shell::
 
     python -m ascend.testing.kube serve --port 0 --kubeconfig /tmp/kubeconfig \\
         [--cpu 4] [--memory 8Gi] [--gpu 0] [--node-label k=v ...] \\
-        [--taint k=v:NoSchedule ...] [--registry HOST:PORT] [--namespace NS]
+        [--taint k=v:NoSchedule ...] [--preload IMAGE ...] [--namespace NS]
     kubectl --kubeconfig /tmp/kubeconfig get jobs -n NS
 
 The first stdout line is the URL; SIGTERM or SIGINT stops it cleanly.
@@ -80,11 +104,13 @@ Limits
 ------
 - One node; no networking: no Services, DNS, ports or pod IPs beyond 127.0.0.1; no
   Deployments, ReplicaSets, StatefulSets, PVCs or CRDs.
-- No real containers: images are never pulled or unpacked (only their existence is checked
-  on the configured registry); the container runs on the host, as the current user, in a
-  temporary directory (``workingDir`` is ignored). An image without a ``command`` can only
-  run if it is the Ascend runtime. Volumes are not mounted, except that an ``emptyDir`` at
-  ``/tmp`` becomes ``TMPDIR``.
+- No real containers: every container runs on the host, as the current user, with no
+  chroot or namespaces. A pulled image's files are reachable through mapped paths only (an
+  executable's own absolute paths, shebangs and shared libraries still mean the host's), so
+  in practice pulled images are Python images running Python; a preloaded image runs in a
+  temporary directory (``workingDir`` is ignored) and needs a ``command`` unless it is the
+  Ascend runtime. Pulls use plain HTTP (no TLS registries); zstd layers are not supported.
+  Volumes are not mounted, except that an ``emptyDir`` at ``/tmp`` becomes ``TMPDIR``.
 - Security contexts (``runAsNonRoot``, ``runAsUser``, capabilities, seccomp...) are accepted
   and ignored. CPU limits are not enforced; memory limits are (RSS, every 50 ms).
 - Strategic merge patch is approximated (merge keys for the common lists); no server-side
@@ -106,5 +132,6 @@ from __future__ import annotations
 
 from ascend.testing.kube.counter import RequestCounter
 from ascend.testing.kube.emulator import KubeEmulator
+from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 
-__all__ = ["KubeEmulator", "RequestCounter"]
+__all__ = ["DEV_RUNTIME_IMAGE", "KubeEmulator", "RequestCounter"]

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from ascend.testing.kube.emulator import KubeEmulator
+from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -33,7 +34,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
     serve.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
     serve.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
-    serve.add_argument("--registry", help="HOST:PORT of the registry whose images are checked")
+    serve.add_argument(
+        "--preload",
+        action="append",
+        metavar="IMAGE",
+        help=f"an image the node has without pulling (repeat; default: {DEV_RUNTIME_IMAGE} only)",
+    )
     serve.add_argument(
         "--watch-history", type=int, default=1000, help="changes a watch can resume from"
     )
@@ -49,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             gpu=args.gpu,
             node_labels=dict(args.node_label),
             taints=args.taint,
-            registry=args.registry,
             host=args.host,
             port=args.port,
             watch_history=args.watch_history,
+            preloaded_images=args.preload or (DEV_RUNTIME_IMAGE,),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

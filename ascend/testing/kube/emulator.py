@@ -4,7 +4,10 @@ stopped together."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +18,7 @@ from ascend.testing.kube.api import Api
 from ascend.testing.kube.cluster import Cluster
 from ascend.testing.kube.counter import RequestCounter
 from ascend.testing.kube.events import EventRecorder
+from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 from ascend.testing.kube.kubelet import Kubelet
 from ascend.testing.kube.server import ApiServer
 from ascend.testing.kube.store import Store
@@ -49,10 +53,18 @@ class KubeEmulator:
     :param gpu: how many ``nvidia.com/gpu`` the node offers (0: none).
     :param node_labels: extra node labels.
     :param taints: node taints, ``"key=value:NoSchedule"`` or mappings.
-    :param registry: ``HOST:PORT`` of a registry whose images are checked before a pod starts.
+    :param registry: deprecated and ignored. Images are now pulled from the registry their
+        reference names (loopback hosts only), so no registry needs naming.
     :param port: 0 for an ephemeral port.
     :param watch_history: how many changes a watch can resume from (older: 410 Expired).
-    :param env: variables every container starts with (as an image's environment would).
+    :param env: variables every container starts with (after the image's own ``Env``).
+    :param preloaded_images: the images the node has without pulling, as after
+        ``kind load docker-image``, never pulled whatever ``imagePullPolicy`` says: their
+        containers run on the host (``python -m ascend.runner``, or an ``ascend-runtime``
+        image without a command, runs this interpreter with this checkout importable).
+        Default: only :data:`DEV_RUNTIME_IMAGE`. A list given here is exactly what the node
+        has: include ``DEV_RUNTIME_IMAGE`` in it to keep it. Every other image is pulled for
+        real when a pod needs it.
     """
 
     def __init__(
@@ -70,13 +82,23 @@ class KubeEmulator:
         watch_history: int = 1000,
         env: Mapping[str, str] | None = None,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        preloaded_images: Iterable[str] = (DEV_RUNTIME_IMAGE,),
     ) -> None:
+        if registry is not None:
+            warnings.warn(
+                "KubeEmulator(registry=...) is ignored: images are pulled from the registry "
+                "their reference names",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.cpu = cpu
         self.memory = memory
         self.gpu = int(gpu)
         self.node_labels = dict(node_labels or {})
         self.taints = [parse_taint(t) for t in taints or []]
-        self.registry = registry
+        self.preloaded_images = (
+            (preloaded_images,) if isinstance(preloaded_images, str) else tuple(preloaded_images)
+        )
         self.host = host
         self.node_name = node_name
         self.namespaces = tuple(namespaces)
@@ -88,6 +110,7 @@ class KubeEmulator:
         self._server: ApiServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._cluster: Cluster | None = None
+        self._image_dir: Path | None = None
         self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -97,9 +120,18 @@ class KubeEmulator:
             return self
         server = ApiServer((self.host, self._port), self.requests)
         port = server.server_address[1]
+        image_dir = self._image_dir = Path(tempfile.mkdtemp(prefix="ascend-kube-images-"))
 
         def kubelet(recorder: EventRecorder) -> Kubelet:
-            return Kubelet(self.store, recorder, self.node_name, self.registry, int(port), self.env)
+            return Kubelet(
+                self.store,
+                recorder,
+                self.node_name,
+                int(port),
+                self.env,
+                preloaded_images=self.preloaded_images,
+                image_dir=image_dir,
+            )
 
         cluster = Cluster(self.store, kubelet)
         server.api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
@@ -125,6 +157,8 @@ class KubeEmulator:
             self._serve_thread.join(5)
         if self._cluster is not None:
             self._cluster.stop()
+        if self._image_dir is not None:
+            shutil.rmtree(self._image_dir, ignore_errors=True)
 
     def __enter__(self) -> KubeEmulator:
         return self.start()
@@ -154,6 +188,11 @@ class KubeEmulator:
         if self._cluster is None:
             raise RuntimeError("the emulator is not started; call start() first")
         return self._cluster
+
+    @property
+    def image_dir(self) -> Path | None:
+        """Where pulled images are kept while the emulator runs (removed by :meth:`stop`)."""
+        return self._image_dir
 
     @property
     def errors(self) -> list[str]:

@@ -3,12 +3,13 @@ module::
 
     from ascend.testing.kube.fixtures import kube_emulator, make_kube_emulator  # noqa: F401
 
-- ``kube_emulator``: a started :class:`KubeEmulator` (default node: 4 CPUs, 8Gi, no GPU) with
-  a kubeconfig written at ``kube_emulator.kubeconfig``; stopped (every pod process killed)
-  after the test.
-- ``make_kube_emulator(**options)``: a factory for emulators with other node shapes
-  (``gpu=1``, ``taints=[...]``, ``registry=...``), each started, with a kubeconfig, and
-  stopped after the test.
+- ``kube_emulator``: a started :class:`KubeEmulator` (default node: 4 CPUs, 8Gi, no GPU;
+  only ``ascend-runtime:dev`` preloaded, every other image pulled from its loopback
+  registry) with a kubeconfig written at ``kube_emulator.kubeconfig``; stopped (every pod
+  process killed, pulled images removed) after the test.
+- ``make_kube_emulator(**options)``: a factory for emulators with other node shapes or
+  images (``gpu=1``, ``taints=[...]``, ``preloaded_images=[DEV_RUNTIME_IMAGE,
+  "busybox:1.36"]``), each started, with a kubeconfig, and stopped after the test.
 """
 
 from __future__ import annotations

@@ -1,29 +1,31 @@
-"""Images: which command an image stands for, and whether it exists in the test registry.
+"""Images on the emulated node: references, which images the node already has, pull
+credentials, and the container runtime's error messages.
 
-No image is ever pulled or unpacked. An image on the configured registry is checked with
-``HEAD /v2/<repo>/manifests/<ref>`` (with the OCI and Docker manifest Accept headers, without
-which a present OCI image answers 404), using the pod's ``imagePullSecrets`` for basic auth.
-Images on any other registry count as present.
+A node starts with its *preloaded* images (like ``kind load docker-image``); those run on the
+host (see :mod:`ascend.testing.kube.podenv`). Every other image is pulled for real
+(:mod:`ascend.testing.kube.image_store`) from the registry its reference names; only loopback
+registries are reachable, as if the node had no other network. The messages here copy
+containerd's wording, since callers (and Ascend's own error handling) read them.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
+import re
 from dataclasses import dataclass
 
 from ascend.testing.kube.util import Obj
 
-MANIFEST_ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    )
-)
+DEV_RUNTIME_IMAGE = "ascend-runtime:dev"
 RUNTIME_REPOSITORY_SUFFIX = "ascend-runtime"
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_REGISTRY = "registry-1.docker.io"
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+class PullError(Exception):
+    """The image cannot be pulled; the message is the runtime's (as in ``ErrImagePull``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,40 @@ class ImageRef:
         if ":" in rest[last_slash + 1 :]:
             rest, tag = rest.rsplit(":", 1)
         return cls(host, rest, digest or tag or "latest")
+
+    @property
+    def is_digest(self) -> bool:
+        return self.reference.startswith("sha256:")
+
+    @property
+    def hub(self) -> bool:
+        return self.host in ("", DOCKER_HUB, "index.docker.io")
+
+    def normalized(self) -> str:
+        """The fully qualified name containerd uses (``docker.io/library/busybox:1.36``)."""
+        if self.hub:
+            repository = self.repository if "/" in self.repository else f"library/{self.repository}"
+            name = f"{DOCKER_HUB}/{repository}"
+        else:
+            name = f"{self.host}/{self.repository}"
+        return f"{name}{'@' if self.is_digest else ':'}{self.reference}"
+
+    @property
+    def hostname(self) -> str:
+        """The host without its port (``::1`` for ``[::1]:5000``)."""
+        if self.host.startswith("["):
+            return self.host[1:].partition("]")[0]
+        return self.host.rpartition(":")[0] if ":" in self.host else self.host
+
+    @property
+    def loopback(self) -> bool:
+        name = self.hostname
+        return name in ("localhost", "::1") or (bool(_IPV4.match(name)) and name.startswith("127."))
+
+
+def same_image(a: str, b: str) -> bool:
+    """``busybox``, ``busybox:latest`` and ``docker.io/library/busybox:latest`` are one image."""
+    return ImageRef.parse(a).normalized() == ImageRef.parse(b).normalized()
 
 
 def is_runtime_image(image: str) -> bool:
@@ -78,34 +114,51 @@ def pull_credentials(secrets: list[Obj], host: str) -> tuple[str, str] | None:
     return None
 
 
-def check(image: str, registry: str, credentials: tuple[str, str] | None) -> str | None:
-    """None when the image exists, else the runtime's error message (as in ErrImagePull)."""
-    ref = ImageRef.parse(image)
-    prefix = f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": failed to resolve reference "{image}"'
-    headers = {"Accept": MANIFEST_ACCEPT}
-    if credentials:
-        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    host, _, port = registry.partition(":")
-    path = f"/v2/{ref.repository}/manifests/{ref.reference}"
-    connection = http.client.HTTPConnection(host, int(port or 80), timeout=5)
-    try:
-        connection.request("HEAD", path, headers=headers)
-        status = connection.getresponse().status
-    except OSError as error:
-        return f'{prefix}: failed to do request: Head "http://{registry}{path}": dial tcp {registry}: {error}'
-    finally:
-        connection.close()
-    if status == 200:
-        return None
-    if status == 404:
-        return (
-            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
-            f'failed to resolve reference "{image}": {image}: not found'
-        )
-    if status in (401, 403):
-        return (
-            f"{prefix}: pull access denied, repository does not exist or may require "
-            "authorization: authorization failed: no basic auth credentials"
-        )
-    return f"{prefix}: unexpected status from HEAD request to http://{registry}{path}: {status}"
+# -- the runtime's messages ------------------------------------------------------------------
+
+
+def _prefix(ref: ImageRef) -> str:
+    name = ref.normalized()
+    return f'rpc error: code = Unknown desc = failed to pull and unpack image "{name}"'
+
+
+def resolve_failed(ref: ImageRef, detail: str) -> str:
+    return f'{_prefix(ref)}: failed to resolve reference "{ref.normalized()}": {detail}'
+
+
+def manifest_url(ref: ImageRef, scheme: str = "http") -> str:
+    host = DOCKER_HUB_REGISTRY if ref.hub else ref.host
+    repository = ref.normalized().split("/", 1)[1].rsplit("@" if ref.is_digest else ":", 1)[0]
+    return f"{scheme}://{host}/v2/{repository}/manifests/{ref.reference}"
+
+
+def unreachable(ref: ImageRef) -> str:
+    """A registry off the node's loopback: as a node without network (DNS fails) says it."""
+    host, name = (DOCKER_HUB_REGISTRY,) * 2 if ref.hub else (ref.host, ref.hostname)
+    request = f'failed to do request: Head "{manifest_url(ref, "https")}"'
+    if _IPV4.match(name) or ":" in name:
+        return resolve_failed(ref, f"{request}: dial tcp {host}: connect: network is unreachable")
+    return resolve_failed(ref, f"{request}: dial tcp: lookup {name}: no such host")
+
+
+def not_found(ref: ImageRef) -> str:
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref.normalized()}": '
+        f'failed to resolve reference "{ref.normalized()}": {ref.normalized()}: not found'
+    )
+
+
+def unauthorized(ref: ImageRef) -> str:
+    return resolve_failed(
+        ref,
+        "pull access denied, repository does not exist or may require authorization: "
+        "authorization failed: no basic auth credentials",
+    )
+
+
+def copy_failed(ref: ImageRef, detail: str) -> str:
+    return f"{_prefix(ref)}: failed to copy: {detail}"
+
+
+def never_pull(image: str) -> str:
+    return f'Container image "{image}" is not present with pull policy of Never'

@@ -2,14 +2,24 @@
 :class:`~ascend.testing.kube.pod_worker.PodWorker` each) and keeps their objects in step:
 starts workers for new pods, stops them on deletion or eviction, removes deleted pods once
 their processes are gone, and keeps finished workers a while so their logs stay readable.
+
+It also holds the node's images: the preloaded ones (run on the host) and an
+:class:`~ascend.testing.kube.image_store.ImageStore` for those it pulls.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterable
+from pathlib import Path
 
+from ascend.testing.kube import image_run
 from ascend.testing.kube.events import EventRecorder
+from ascend.testing.kube.image_store import ImageStore, PulledImage
+from ascend.testing.kube.images import DEV_RUNTIME_IMAGE, same_image
 from ascend.testing.kube.pod_worker import PodWorker, evicting
 from ascend.testing.kube.process import MemoryWatch
 from ascend.testing.kube.store import Store
@@ -22,18 +32,25 @@ class Kubelet:
         store: Store,
         recorder: EventRecorder,
         node_name: str,
-        registry: str | None,
         api_port: int,
         extra_env: dict[str, str] | None = None,
+        *,
+        preloaded_images: Iterable[str] = (DEV_RUNTIME_IMAGE,),
+        image_dir: Path | None = None,
     ) -> None:
+        """``preloaded_images``: what the node has without pulling (exactly these).
+        ``image_dir``: where pulled images go; without one the kubelet makes (and at
+        :meth:`stop` removes) a temporary directory."""
         self.store = store
         self.recorder = recorder
         self.node_name = node_name
-        self.registry = registry
         self.api_port = api_port
         self.extra_env = dict(extra_env or {})
+        self.preloaded_images = tuple(preloaded_images)
+        self._own_image_dir = image_dir is None
+        self.images = ImageStore(image_dir or Path(tempfile.mkdtemp(prefix="kube-images-")))
+        self.pulled: dict[str, PulledImage] = {}  # by the name pods used
         self.memory = MemoryWatch()
-        self.present_images: set[str] = set()
         self.max_grace = 2.0
         self.restart_backoff = 0.5
         self.image_backoff = (1.0, 10.0)
@@ -46,19 +63,28 @@ class Kubelet:
     def node(self) -> Obj | None:
         return self.store.try_get("nodes", "", self.node_name)
 
-    def base_env(self, pod: Obj) -> dict[str, str]:
-        """What every container starts from (the image's environment, in a real cluster)."""
+    def preloaded(self, image: str) -> bool:
+        return any(same_image(image, name) for name in self.preloaded_images)
+
+    def base_env(self, pod: Obj, image: PulledImage | None = None) -> dict[str, str]:
+        """What every container starts from: a pulled image's ``Env`` (else the host's
+        ``PATH`` and locale), then what the kubelet adds, then the emulator's ``env``."""
         port = str(self.api_port)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOSTNAME": str(deep(pod, "spec", "hostname") or pod["metadata"]["name"]),
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": port,
-            "KUBERNETES_PORT": f"tcp://127.0.0.1:{port}",
-        }
-        for name in ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-            if name in os.environ:
-                env[name] = os.environ[name]
+        if image is not None:
+            env = image_run.environment(image)
+        else:
+            env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
+            for name in ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+                if name in os.environ:
+                    env[name] = os.environ[name]
+        env.update(
+            {
+                "HOSTNAME": str(deep(pod, "spec", "hostname") or pod["metadata"]["name"]),
+                "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": port,
+                "KUBERNETES_PORT": f"tcp://127.0.0.1:{port}",
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -138,6 +164,8 @@ class Kubelet:
         for worker in workers:
             worker.thread.join(10)
         self.memory.stop()
+        if self._own_image_dir:
+            shutil.rmtree(self.images.directory, ignore_errors=True)
 
     def running_pids(self) -> list[int]:
         with self._lock:

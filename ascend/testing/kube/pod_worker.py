@@ -1,7 +1,8 @@
-"""One pod's life on the node: image check, environment, processes, status and ending.
+"""One pod's life on the node: image, environment, processes, status and ending.
 
-A worker thread per pod goes through what a kubelet does: image check (``Pulling``/``Pulled``
-or ``ErrImagePull`` then ``ImagePullBackOff``, retried with backoff), environment
+A worker thread per pod goes through what a kubelet does: image (a preloaded one is "already
+present"; any other is pulled, ``Pulling``/``Pulled`` or ``ErrImagePull`` then
+``ImagePullBackOff``, retried with backoff), environment
 (``CreateContainerConfigError`` while a secret or config map is missing, retried), then
 ``Created``/``Started`` and the process. It watches the memory limit (``OOMKilled``, 137),
 the pod's own ``activeDeadlineSeconds``, deletion (SIGTERM, then SIGKILL after the grace
@@ -20,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ascend.testing.kube import images, podenv
+from ascend.testing.kube import image_run, images, podenv
+from ascend.testing.kube.image_store import PulledImage
 from ascend.testing.kube.process import ContainerLog, ContainerProcess
 from ascend.testing.kube.util import (
     Obj,
@@ -54,7 +56,7 @@ class Container:
     process: ContainerProcess | None = None
     log: ContainerLog = field(default_factory=ContainerLog)
     previous_log: ContainerLog | None = None
-    workdir: str = ""
+    workdir: str = ""  # the container's scratch (HOME, TMPDIR), removed with the pod
 
     @property
     def name(self) -> str:
@@ -336,15 +338,27 @@ class PodWorker:
                 raise Stopping()
 
     def _start(self, container: Container) -> None:
-        self._pull(container)
-        env = self._environment(container)
-        argv = podenv.container_argv(container.spec, env)
-        if argv is None:
-            self._start_error(
-                container,
-                "the emulator cannot run an image's own entrypoint: give the container a command",
-            )
-            return
+        image = self._pull(container)
+        env = self._environment(container, image)
+        cwd = None
+        if image is None:
+            argv = podenv.container_argv(container.spec, env)
+            if argv is None:
+                self._start_error(
+                    container,
+                    "the emulator cannot run a preloaded image's own entrypoint: give the "
+                    "container a command",
+                )
+                return
+        else:
+            try:
+                argv = image_run.argv(container.spec, image, env)
+                cwd = image_run.working_dir(container.spec, image)
+            except (image_run.StartError, OSError) as error:
+                self._start_error(container, str(error))
+                return
+        if container.workdir:  # a restart starts from a fresh scratch, as from a fresh layer
+            shutil.rmtree(container.workdir, ignore_errors=True)
         container.workdir = tempfile.mkdtemp(prefix=f"kube-{self.name}-{container.name}-")
         for volume, mount in self._mounts(container):
             if volume.get("emptyDir") is not None and mount.get("mountPath") == "/tmp":
@@ -353,7 +367,7 @@ class PodWorker:
         env.setdefault("HOME", container.workdir)
         self.event("Normal", "Created", f"Created container {container.name}", container)
         try:
-            process = ContainerProcess(argv, env, container.workdir, container.log)
+            process = ContainerProcess(argv, env, cwd or container.workdir, container.log)
         except OSError as error:
             self._start_error(container, f'exec: "{argv[0]}": {error.strerror or error}')
             return
@@ -416,43 +430,44 @@ class PodWorker:
 
     # -- image and environment ---------------------------------------------------------------
 
-    def _pull(self, container: Container) -> None:
+    def _pull(self, container: Container) -> PulledImage | None:
+        """Make the container's image present; None for a preloaded image (runs on the host)."""
         image = str(container.spec.get("image", ""))
-        registry = self.kubelet.registry
-        ref = images.ImageRef.parse(image)
+        kubelet = self.kubelet
         policy = container.spec.get("imagePullPolicy", "IfNotPresent")
-        on_registry = bool(registry) and ref.host == registry
-        if (
-            not on_registry
-            or policy == "Never"
-            or (policy == "IfNotPresent" and image in self.kubelet.present_images)
-        ):
-            container.image_id = image
+        present = kubelet.pulled.get(image)
+        if kubelet.preloaded(image) or (present is not None and policy != "Always"):
+            container.image_id = present.image_id if present is not None else image
             self.event(
                 "Normal",
                 "Pulled",
                 f'Container image "{image}" already present on machine',
                 container,
             )
-            return
-        delay = self.kubelet.image_backoff[0]
+            return present
+        if policy == "Never":
+            return self._never_pull(container, image)
+        ref = images.ImageRef.parse(image)
+        delay = kubelet.image_backoff[0]
         while True:
             self.event("Normal", "Pulling", f'Pulling image "{image}"', container)
             started = time.monotonic()
-            problem = images.check(image, registry or "", self._credentials(ref.host))
-            if problem is None:
+            try:
+                pulled = kubelet.images.pull(image, self._credentials(ref.host))
+            except images.PullError as error:
+                problem = str(error)
+            else:
                 took = int((time.monotonic() - started) * 1000)
-                self.kubelet.present_images.add(image)
-                container.image_id = (
-                    f"{ref.host}/{ref.repository}@{ref.reference}" if "@" in image else image
-                )
+                kubelet.pulled[image] = pulled
+                container.image_id = pulled.image_id
                 self.event(
                     "Normal",
                     "Pulled",
-                    f'Successfully pulled image "{image}" in {took}ms ({took}ms including waiting). Image size: 0 bytes.',
+                    f'Successfully pulled image "{image}" in {took}ms ({took}ms including '
+                    f"waiting). Image size: {pulled.size} bytes.",
                     container,
                 )
-                return
+                return pulled
             container.state = {"waiting": {"reason": "ErrImagePull", "message": problem}}
             self.publish()
             self.event("Warning", "Failed", f'Failed to pull image "{image}": {problem}', container)
@@ -466,7 +481,22 @@ class PodWorker:
             self.event("Warning", "Failed", "Error: ImagePullBackOff", container)
             if self.stop_event.wait(delay):
                 raise Stopping()
-            delay = min(delay * 2, self.kubelet.image_backoff[1])
+            delay = min(delay * 2, kubelet.image_backoff[1])
+
+    def _never_pull(self, container: Container, image: str) -> PulledImage:
+        """``imagePullPolicy: Never`` for an image the node lacks: wait (in vain, unless
+        another pod pulls it) as the kubelet does."""
+        message = images.never_pull(image)
+        while True:
+            present = self.kubelet.pulled.get(image)
+            if present is not None:
+                container.image_id = present.image_id
+                return present
+            container.state = {"waiting": {"reason": "ErrImageNeverPull", "message": message}}
+            self.publish()
+            self.event("Warning", "ErrImageNeverPull", message, container)
+            if self.stop_event.wait(self.kubelet.image_backoff[1]):
+                raise Stopping()
 
     def _credentials(self, host: str) -> tuple[str, str] | None:
         secrets = []
@@ -476,9 +506,9 @@ class PodWorker:
                 secrets.append(found)
         return images.pull_credentials(secrets, host)
 
-    def _environment(self, container: Container) -> dict[str, str]:
-        base = self.kubelet.base_env(self.pod)
-        runner = podenv.runs_runner(container.spec)
+    def _environment(self, container: Container, image: PulledImage | None) -> dict[str, str]:
+        base = self.kubelet.base_env(self.pod, image)
+        runner = image is None and podenv.runs_runner(container.spec)
         if runner:
             base = podenv.runtime_env(base)
         while True:

@@ -1,5 +1,11 @@
 """What a container process gets: its environment (``value``, ``valueFrom`` secret, config
-map, field and resource references, ``envFrom``, ``$(VAR)`` expansion) and its argv.
+map, field and resource references, ``envFrom``, ``$(VAR)`` expansion) and, for a preloaded
+image, its argv.
+
+A preloaded image has no files here: its command runs on the host, and the Ascend runtime
+(``python -m ascend.runner``, or an ``ascend-runtime`` image without a command) is this
+interpreter with this checkout importable, which is what ``ascend-runtime:dev`` stands for.
+Pulled images run from their own files instead (:mod:`ascend.testing.kube.image_run`).
 """
 
 from __future__ import annotations
@@ -134,7 +140,7 @@ def container_env(
 
 
 def runs_runner(container: Obj) -> bool:
-    """The Ascend runtime image, or ``python -m ascend.runner`` in any image."""
+    """A preloaded Ascend runtime image, or ``python -m ascend.runner`` in a preloaded image."""
     argv = list(container.get("command") or []) + list(container.get("args") or [])
     if is_runtime_image(str(container.get("image", ""))):
         return True
@@ -157,8 +163,8 @@ def container_argv(container: Obj, env: dict[str, str]) -> list[str] | None:
 
 
 def runtime_env(env: dict[str, str]) -> dict[str, str]:
-    """What the Ascend runtime image provides: this interpreter first on PATH, this checkout
-    importable, unbuffered output."""
+    """What the preloaded development runtime provides: this interpreter first on PATH, this
+    checkout importable, unbuffered output."""
     result = dict(env)
     result["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     existing = env.get("PYTHONPATH")
