@@ -56,3 +56,38 @@ def wheelhouse(wheelhouse_dir: Path) -> Any:
     from ascend.images.lock import IndexOptions
 
     return IndexOptions(no_index=True, find_links=(str(wheelhouse_dir),))
+
+
+IMAGES_USER = "alice"
+
+
+@pytest.fixture
+def offline_cluster(
+    make_kube_emulator: Any,
+    ascend_pm: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    wheelhouse_dir: Path,
+) -> Any:
+    """``configure(registry, **env)``: an emulator and the ``kubernetes`` provider for user
+    alice (namespace made), images on ``registry``, requirements resolved offline from the
+    wheelhouse; ``env`` adds or overrides ASCEND_* variables. Returns the emulator."""
+
+    def configure(registry: str, **env: str) -> Any:
+        kube = make_kube_emulator()
+        values = {
+            "ASCEND_CLOUD_PROVIDER": "kubernetes",
+            "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
+            "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
+            "ASCEND_USERNAME": IMAGES_USER,
+            "ASCEND_REGISTRY_URL": registry,
+            "ASCEND_IMAGES_NO_INDEX": "true",
+            "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
+            **env,
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        kube.create_namespace(f"ascend-users-{IMAGES_USER}")
+        return kube
+
+    return configure

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,28 +27,9 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.service("registry")]
 
 
 @pytest.fixture
-def cluster(
-    make_kube_emulator: Any,
-    ascend_pm: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    wheelhouse_dir: Path,
-) -> tuple[KubeEmulator, str]:
+def cluster(offline_cluster: Any) -> tuple[KubeEmulator, str]:
     registry = services.require("registry")
-    emulator: KubeEmulator = make_kube_emulator()
-    for name, value in {
-        "ASCEND_CLOUD_PROVIDER": "kubernetes",
-        "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
-        "ASCEND_KUBERNETES_KUBECONFIG": str(emulator.kubeconfig),
-        "ASCEND_USERNAME": USER,
-        "ASCEND_REGISTRY_URL": registry,
-        "ASCEND_IMAGES_BUILDER_IMAGE": DEV_RUNTIME_IMAGE,
-        "ASCEND_IMAGES_NO_INDEX": "true",
-        "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
-    emulator.create_namespace(NAMESPACE)
-    return emulator, registry
+    return offline_cluster(registry, ASCEND_IMAGES_BUILDER_IMAGE=DEV_RUNTIME_IMAGE), registry
 
 
 def _jobs(kube: KubeEmulator) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,31 +28,13 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.service("registry")]
 
 
 @pytest.fixture
-def cluster(
-    make_kube_emulator: Any,
-    ascend_pm: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    wheelhouse_dir: Path,
-) -> Any:
+def cluster(offline_cluster: Any) -> Any:
     """An emulator, a counting proxy in front of the registry (the registry Ascend and the
     kubelet both use), and a runtime image built by ``build-runtime``'s code path."""
     upstream = services.require("registry")
-    kube: KubeEmulator = make_kube_emulator()
     namespace = f"test-e2e-images/{uuid.uuid4().hex[:12]}"  # its own ascend-runtime:pyX.Y
     with counting_proxy(upstream, namespace) as (registry, seen):
-        for name, value in {
-            "ASCEND_CLOUD_PROVIDER": "kubernetes",
-            "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
-            "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
-            "ASCEND_USERNAME": USER,
-            "ASCEND_REGISTRY_URL": registry,
-            "ASCEND_IMAGES_BUILDER_IMAGE": DEV_RUNTIME_IMAGE,
-            "ASCEND_IMAGES_NO_INDEX": "true",
-            "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
-        }.items():
-            monkeypatch.setenv(name, value)
-        kube.create_namespace(NAMESPACE)
+        kube = offline_cluster(registry, ASCEND_IMAGES_BUILDER_IMAGE=DEV_RUNTIME_IMAGE)
         base = push_python_base(registry, repository="library/python")
         from ascend import get_backend
         from ascend.images.build import retag

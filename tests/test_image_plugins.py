@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,32 +40,15 @@ def needs_tiny() -> str:
 
 
 def test_a_plugin_builder_replaces_the_core_and_its_image_is_on_the_job(
-    make_kube_emulator: Any,
-    ascend_pm: Any,
-    register_plugin: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    wheelhouse_dir: Path,
+    offline_cluster: Any, register_plugin: Any
 ) -> None:
     from kubernetes import client
 
     from ascend.kubernetes.manifest import job_name
 
     registry = services.require("registry")
-    kube: KubeEmulator = make_kube_emulator()
     base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
-    for name, value in {
-        "ASCEND_CLOUD_PROVIDER": "kubernetes",
-        "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
-        "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
-        "ASCEND_USERNAME": USER,
-        "ASCEND_REGISTRY_URL": registry,
-        "ASCEND_IMAGES_RUNTIME": base,
-        "ASCEND_IMAGES_NO_INDEX": "true",
-        "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
-    kube.create_namespace(NAMESPACE)
+    kube: KubeEmulator = offline_cluster(registry, ASCEND_IMAGES_RUNTIME=base)
     farm = FarmBuilder()
     register_plugin(farm, "acme-farm")
     handle = needs_tiny.submit()
@@ -100,28 +82,12 @@ class CudaPool:
 
 
 def test_a_node_types_base_image_is_what_requirements_build_on_unless_one_is_given(
-    make_kube_emulator: Any,
-    ascend_pm: Any,
-    register_plugin: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    wheelhouse_dir: Path,
+    offline_cluster: Any, register_plugin: Any
 ) -> None:
     registry = services.require("registry")
-    kube: KubeEmulator = make_kube_emulator()
     cuda = push_python_base(registry, repository=f"test/cuda-{uuid.uuid4().hex[:8]}")
     other = push_python_base(registry, repository=f"test/other-{uuid.uuid4().hex[:8]}")
-    for name, value in {
-        "ASCEND_CLOUD_PROVIDER": "kubernetes",
-        "ASCEND_STORAGE_URL": f"file://{tmp_path}/store",
-        "ASCEND_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
-        "ASCEND_USERNAME": USER,
-        "ASCEND_REGISTRY_URL": registry,
-        "ASCEND_IMAGES_NO_INDEX": "true",
-        "ASCEND_IMAGES_FIND_LINKS": str(wheelhouse_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
-    kube.create_namespace(NAMESPACE)
+    offline_cluster(registry)
     farm = FarmBuilder()
     register_plugin(farm, "acme-farm")
     register_plugin(CudaPool(cuda), "acme-cuda")
