@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +102,32 @@ def test_an_image_missing_from_the_registry_is_an_image_pull_error(
     with pytest.raises(ImagePullError) as caught:
         nothing()
     assert "never-" in str(caught.value)
+
+
+def test_a_requirement_that_does_not_resolve_fails_in_seconds_and_reaches_nothing(
+    cluster: tuple[KubeEmulator, str, Seen], tmp_path: Path
+) -> None:
+    import time
+
+    from ascend import ImageBuildError
+
+    kube, _, seen = cluster
+
+    @ascend(requirements=["ascend-demo-conflict", "ascend-demo-tiny>=1"], timeout=60)
+    def never() -> None:
+        return None
+
+    seen.clear()
+    jobs_before = _builder_jobs(kube)
+    start = time.monotonic()
+    with pytest.raises(ImageBuildError) as caught:
+        never()
+    assert time.monotonic() - start < 10
+    assert "ascend-demo-conflict" in caught.value.message
+    assert _builder_jobs(kube) == jobs_before
+    from kubernetes import client
+
+    jobs = client.BatchV1Api(kube.api_client()).list_namespaced_job(NAMESPACE).items
+    assert all(j.metadata.name.startswith("ascend-build-") for j in jobs)  # no job for the call
+    assert not [r for r in seen.requests if r[0] in ("POST", "PUT")]  # nothing pushed
+    assert not list((tmp_path / "store").rglob("package.pkl"))  # nothing uploaded

@@ -200,3 +200,34 @@ def test_pod_identity_checks_the_secret_and_the_service_account_in_the_cluster(
     )
     check = check_pod_identity(get_backend())
     assert check.status == OK and client_id in check.detail
+
+
+def test_the_registry_check_looks_at_the_image_jobs_run_with_an_in_house_registry(
+    setup: dict[str, Any], register_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from ascend.backend import clear_backend_cache
+    from ascend.images.choose import runtime_image
+    from tests.plugins import acme_registry
+
+    from ..image_helpers import push_python_base
+    from ..registry_proxy import counting_proxy
+
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    upstream = services.require("registry")
+    with counting_proxy(upstream, f"test-doctor/{uuid.uuid4().hex[:12]}") as (in_house, seen):
+        push_python_base(in_house, repository="ascend-runtime", tag=f"py{minor}")
+        register_plugin(acme_registry, "acme-registry")
+        monkeypatch.setenv("ASCEND_ACME_REGISTRY_HOST", in_house)
+        clear_backend_cache()
+        from ascend import get_backend
+
+        backend = get_backend()
+        seen.clear()
+        checks = by_name(run_checks(backend, connection_verify=str(setup["arm"].ca_file)))
+        expected = f"{in_house}/ascend-runtime:py{minor}"
+        assert runtime_image(backend) == expected  # what every Job runs
+        assert checks["registry"].status == OK
+        assert checks["registry"].detail == f"reachable; runtime image {expected} exists"
+        assert ("HEAD", f"/v2/ascend-runtime/manifests/py{minor}") in seen.requests
