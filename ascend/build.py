@@ -46,10 +46,15 @@ def main() -> int:
             progress=progress,
         )
     except AscendError as error:
-        print(f"[ascend] build failed: {error}", flush=True)
-        result_store.write(
-            result_name, json.dumps({"error": error.message, "fix": error.fix}).encode()
-        )
+        fix = error.fix
+        if "refused" in error.message and not os.environ.get("DOCKER_CONFIG"):
+            fix = (
+                "the builder Job has no push credentials: create a kubernetes.io/dockerconfigjson "
+                "Secret that may push to the registry in your namespace and name it in "
+                "kubernetes.registry_secret"
+            )
+        print(f"[ascend] build failed: {error.message}", flush=True)
+        result_store.write(result_name, json.dumps({"error": error.message, "fix": fix}).encode())
         return 1
     result_store.write(result_name, json.dumps({"image": image}).encode())
     print(f"[ascend] pushed {image}", flush=True)

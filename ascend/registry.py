@@ -158,6 +158,9 @@ class OCIRegistry(ContainerRegistry):
         self._credentials = credentials
         self._timeout = timeout
         self._token: str | None = None
+        # The Basic header once the registry asked for it: sent up front from then on, since a
+        # registry answers 401 to an upload before reading its body (a broken pipe otherwise).
+        self._basic: str | None = None
 
     def registry_url(self) -> str:
         return self._host
@@ -361,7 +364,7 @@ class OCIRegistry(ContainerRegistry):
             raise RegistryError(f"registry {self._host} refused access without a challenge")
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
-            auth = self._basic_header()
+            auth = self._basic = self._basic_header()
         elif scheme == "bearer":
             self._token = self._bearer_token(challenge, repository, push)
             auth = f"Bearer {self._token}"
@@ -402,7 +405,9 @@ class OCIRegistry(ContainerRegistry):
         request.add_header("Accept", MANIFEST_ACCEPT)
         if content_type:
             request.add_header("Content-Type", content_type)
-        if auth is None and self._token:
+        if auth is None and self._basic:
+            auth = self._basic
+        elif auth is None and self._token:
             auth = f"Bearer {self._token}"
         if auth:
             request.add_header("Authorization", auth)

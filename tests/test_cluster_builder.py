@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +110,63 @@ def test_a_failing_install_in_the_builder_names_the_package_and_its_last_lines(
     assert "ascend-demo-tiny==1.0" in message
     assert "last lines:" in message
     assert not backend.registry.image_exists(spec.repository, spec.tag)
+
+
+def _docker_config(host: str, user: str, password: str) -> bytes:
+    import base64
+    import json
+
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {host: {"auth": auth}}}).encode()
+
+
+def test_the_builder_pushes_with_the_registry_secret_and_says_so_without_it(
+    offline_cluster: Any,
+    auth_credentials: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    from kubernetes import client
+
+    from ascend import get_backend
+    from ascend.images.choose import spec_for
+
+    registry = services.require("registry")
+    private = services.require("auth-registry")
+    config = tmp_path / "docker"  # the client's own login, as `docker login` leaves it
+    config.mkdir()
+    (config / "config.json").write_bytes(_docker_config(private, *auth_credentials))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    kube = offline_cluster(private, ASCEND_IMAGES_BUILDER_IMAGE=DEV_RUNTIME_IMAGE)
+    backend = get_backend()
+    spec = spec_for(backend, base, ("ascend-demo-tiny==1.0",))
+    with pytest.raises(ImageBuildError) as caught:  # no secret: the pod cannot push
+        backend.image_builder.build(spec, Progress(enabled=False))
+    assert "kubernetes.registry_secret" in (caught.value.fix or "")
+
+    client.CoreV1Api(kube.api_client()).create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": "push-creds"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {
+                ".dockerconfigjson": base64.b64encode(
+                    _docker_config(private, *auth_credentials)
+                ).decode()
+            },
+        },
+    )
+    monkeypatch.setenv("ASCEND_KUBERNETES_REGISTRY_SECRET", "push-creds")
+    from ascend.backend import clear_backend_cache
+
+    clear_backend_cache()
+    backend = get_backend()
+    client.BatchV1Api(kube.api_client()).delete_namespaced_job(
+        builder_job_name(spec.tag), NAMESPACE, propagation_policy="Background"
+    )
+    image = backend.image_builder.build(spec, Progress(enabled=False))
+    assert image == f"{private}/{spec.repository}:{spec.tag}"
+    assert backend.registry.image_exists(spec.repository, spec.tag)

@@ -392,6 +392,39 @@ class TestBuild:
 
 
 @pytest.mark.service("registry")
+def test_a_build_pushes_to_a_registry_that_wants_basic_credentials(
+    registry: str,
+    wheelhouse: IndexOptions,
+    auth_credentials: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """The registry answers 401 to an unauthenticated upload before reading its body: once it
+    has asked, the credentials go with every request, uploads included."""
+    import os
+
+    from .wheelhouse import build_wheel
+
+    private = services.require("auth-registry")
+    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    big = tmp_path / "wheels"  # 16 MB that do not compress: more than a socket buffer holds
+    build_wheel(
+        big,
+        "ascend-demo-big",
+        "1.0",
+        {"ascend_demo_big/data.txt": os.urandom(12 << 20).hex()[: 16 << 20]},
+    )
+    index = IndexOptions(no_index=True, find_links=(*wheelhouse.find_links, str(big)))
+    lock = resolve(["ascend-demo-big"], "3.11", index)
+    client = OCIRegistry(private, credentials=auth_credentials)
+    spec = _spec(base, OCIRegistry(registry), lock)
+    image = build_env_image(
+        spec, client, index=index, timeout=120, progress=Progress(enabled=False)
+    )
+    assert image == f"{private}/{spec.repository}:{spec.tag}"
+    assert client.image_exists(spec.repository, spec.tag)
+
+
+@pytest.mark.service("registry")
 def test_reuse_costs_one_registry_request(registry: str, wheelhouse: IndexOptions) -> None:
     base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
     lock = resolve(["ascend-demo-tiny==2.0"], "3.11", wheelhouse)

@@ -110,7 +110,9 @@ Limits
   in practice pulled images are Python images running Python; a preloaded image runs in a
   temporary directory (``workingDir`` is ignored) and needs a ``command`` unless it is the
   Ascend runtime. Pulls use plain HTTP (no TLS registries); zstd layers are not supported.
-  Volumes are not mounted, except that an ``emptyDir`` at ``/tmp`` becomes ``TMPDIR``.
+  Volumes are not mounted at their paths: an ``emptyDir`` at ``/tmp`` becomes ``TMPDIR``, and a
+  Secret volume's files are written to the container's scratch directory, with environment
+  values under its ``mountPath`` (``DOCKER_CONFIG=/ascend/docker``) pointed there.
 - Security contexts (``runAsNonRoot``, ``runAsUser``, capabilities, seccomp...) are accepted
   and ignored. CPU limits are not enforced; memory limits are (RSS, every 50 ms).
 - Strategic merge patch is approximated (merge keys for the common lists); no server-side

@@ -360,6 +360,12 @@ class PodWorker:
         if container.workdir:  # a restart starts from a fresh scratch, as from a fresh layer
             shutil.rmtree(container.workdir, ignore_errors=True)
         container.workdir = tempfile.mkdtemp(prefix=f"kube-{self.name}-{container.name}-")
+        try:
+            mounted = self._secret_volumes(container)
+        except podenv.ConfigError as error:
+            self._start_error(container, str(error))
+            return
+        env = {name: podenv.map_mounted(value, mounted) for name, value in env.items()}
         for volume, mount in self._mounts(container):
             if volume.get("emptyDir") is not None and mount.get("mountPath") == "/tmp":
                 os.makedirs(os.path.join(container.workdir, "tmp"), exist_ok=True)
@@ -387,6 +393,21 @@ class PodWorker:
             self.phase = "Running"
         self.publish()
         self.event("Normal", "Started", f"Started container {container.name}", container)
+
+    def _secret_volumes(self, container: Container) -> dict[str, str]:
+        """Write each mounted Secret volume's files into the container's scratch directory;
+        returns mountPath -> where it is here (env values under a mountPath are mapped)."""
+        mounted: dict[str, str] = {}
+        namespace = self.pod["metadata"]["namespace"]
+        for volume, mount in self._mounts(container):
+            source = volume.get("secret")
+            if source is None:
+                continue
+            target = os.path.join(container.workdir, "volumes", volume["name"])
+            os.makedirs(target, exist_ok=True)
+            podenv.write_secret_volume(self.kubelet.store, namespace, source, target)
+            mounted[str(mount["mountPath"]).rstrip("/")] = target
+        return mounted
 
     def _mounts(self, container: Container) -> list[tuple[Obj, Obj]]:
         volumes = {v.get("name"): v for v in self.pod["spec"].get("volumes") or []}

@@ -172,3 +172,37 @@ def runtime_env(env: dict[str, str]) -> dict[str, str]:
     result.setdefault("PYTHONUNBUFFERED", "1")
     result.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     return result
+
+
+def write_secret_volume(store: Store, namespace: str, source: Obj, target: str) -> None:
+    """A Secret volume's files (all keys, or ``items`` with their paths), as the kubelet
+    projects them; a missing Secret is a ConfigError unless the volume is optional."""
+    secret = _lookup(
+        store,
+        "Secret",
+        namespace,
+        {"name": source.get("secretName", ""), "optional": source.get("optional")},
+    )
+    if secret is None:
+        return
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    items = source.get("items") or [{"key": key, "path": key} for key in data]
+    for item in items:
+        if item["key"] not in data:
+            raise ConfigError(
+                f"couldn't find key {item['key']} in Secret {namespace}/{source.get('secretName')}"
+            )
+        path = os.path.normpath(os.path.join(target, item["path"]))
+        if not path.startswith(target + os.sep):
+            raise ConfigError(f"secret volume path {item['path']!r} leaves its volume")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data[item["key"]])
+
+
+def map_mounted(value: str, mounted: dict[str, str]) -> str:
+    """An env value naming a path under a volume's mountPath, as the path here."""
+    for mount_path, local in mounted.items():
+        if value == mount_path or value.startswith(mount_path + "/"):
+            return local + value[len(mount_path) :]
+    return value
