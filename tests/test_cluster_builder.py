@@ -139,7 +139,8 @@ def test_the_builder_pushes_with_the_registry_secret_and_says_so_without_it(
     config.mkdir()
     (config / "config.json").write_bytes(_docker_config(private, *auth_credentials))
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    run = uuid.uuid4().hex[:8]  # a base of its own, so no earlier run's image is found
+    base = push_python_base(registry, repository=f"test/python-{run}", env={"RUN": run})
     kube = offline_cluster(private, ASCEND_IMAGES_BUILDER_IMAGE=DEV_RUNTIME_IMAGE)
     backend = get_backend()
     spec = spec_for(backend, base, ("ascend-demo-tiny==1.0",))
