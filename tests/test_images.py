@@ -478,3 +478,44 @@ def test_an_install_past_the_build_timeout_is_stopped_with_the_setting_named(
     assert time.monotonic() - start < 4
     assert "did not finish within 1 s" in caught.value.message
     assert "images.build_timeout" in (caught.value.fix or "")
+
+
+@pytest.mark.service("registry")
+def test_two_local_builds_of_one_missing_tag_share_one_build(
+    registry: str, wheelhouse: IndexOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from ascend.plugins import core
+
+    class Config(dict[str, Any]):
+        def get(self, key: str, default: Any = None) -> Any:
+            return super().get(key, default)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the build locks live there
+    base = push_python_base(registry, repository=f"test/python-{uuid.uuid4().hex[:8]}")
+    lock = resolve(["ascend-demo-tiny==2.0"], "3.11", wheelhouse)
+    config = Config(
+        {
+            "images.builder": "local",
+            "images.no_index": True,
+            "images.find_links": list(wheelhouse.find_links),
+        }
+    )
+    with counting_proxy(registry) as (address, seen):
+        client = OCIRegistry(address)
+        spec = _spec(base.replace(registry, address), client, lock)
+        images: list[str] = []
+
+        def build() -> None:
+            images.append(
+                core.ascend_build_image(config, spec, client, Progress(enabled=False), None)  # type: ignore[arg-type]
+            )
+
+        callers = [threading.Thread(target=build) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(60)
+    assert images == [f"{address}/{spec.repository}:{spec.tag}"] * 3
+    assert seen.count("PUT", f"/manifests/{spec.tag}") == 1  # one build pushed the tag
