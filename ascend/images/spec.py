@@ -68,8 +68,10 @@ def python_minor(version: str) -> str:
 class ImageSpec:
     """Everything that decides the contents of an image built on ``base_image``.
 
-    ``lock`` is empty for the runtime image's own spec only through :meth:`runtime`; an
-    environment image always carries the lock it installs.
+    ``with_runner``: the base has no Ascend runner, so the layer brings it (the lock then
+    holds cloudpickle and fsspec too). The runtime image is the spec whose repository is
+    ``ascend-runtime``: its layer goes to ``/opt/ascend/runtime``, every other one to
+    ``/opt/ascend/packages``.
     """
 
     base_image: str
