@@ -11,8 +11,9 @@ the client and the runner (object stores have no compare-and-swap):
 - ``verdict.json``: the client, only when it had to stop the job itself (cancelled, or killed
   after its deadline).
 
-:func:`read` merges them into one view. A verdict counts unless the runner had already
-finished before it. Standard library only: the runner uses this module.
+:func:`read` merges them into one view (:mod:`ascend.records` parses and checks each file
+into typed records first). A verdict counts unless the runner had already finished before it.
+Standard library only: the runner uses this module.
 """
 
 from __future__ import annotations
@@ -53,16 +54,6 @@ def job_prefix(user: str, job_id: str) -> str:
     return posixpath.join("users", user, "jobs", job_id)
 
 
-def _read_json(storage: _Storage, path: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(storage.read(path))
-    except FileNotFoundError:
-        return None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return data
-
-
 def _write_json(storage: _Storage, path: str, record: dict[str, Any]) -> None:
     storage.write(path, json.dumps(record, indent=2).encode())
 
@@ -85,26 +76,15 @@ def write_verdict(storage: _Storage, prefix: str, status: str, reason: str, mess
 
 
 def read(storage: _Storage, prefix: str) -> dict[str, Any]:
-    """The merged record. Raises ``FileNotFoundError`` when the job does not exist."""
-    record = _read_json(storage, posixpath.join(prefix, METADATA_FILE))
-    if record is None:
-        raise FileNotFoundError(posixpath.join(prefix, METADATA_FILE))
-    status = _read_json(storage, posixpath.join(prefix, STATUS_FILE)) or {}
-    verdict = _read_json(storage, posixpath.join(prefix, VERDICT_FILE))
-    merged = {**record, **status}
-    if verdict is not None:
-        # The runner's own "Terminated" is how a cancel looks from inside: the verdict explains it.
-        terminated = (status.get("failure") or {}).get("reason") == "Terminated"
-        runner_done_first = (
-            status.get("status") in FINAL
-            and not terminated
-            and str(status.get("finished_at", "")) < str(verdict.get("at", ""))
-        )
-        if not runner_done_first:
-            merged["status"] = verdict["status"]
-            merged["failure"] = verdict.get("failure")
-            merged.setdefault("finished_at", verdict.get("at"))
-    return merged
+    """The merged record, every file checked (:mod:`ascend.records`).
+
+    :raises FileNotFoundError: the job does not exist.
+    :raises ascend.records.DamagedRecordError: a file is damaged (a ``ValueError``); it names
+        the file and what is wrong, instead of a ``TypeError`` deep in whatever read it.
+    """
+    from ascend import records
+
+    return records.read(storage, prefix).as_dict()
 
 
 def elapsed_seconds(started: str) -> float:

@@ -1,22 +1,27 @@
-"""``ascend jobs``: list jobs, show one, read its logs, get its result, cancel it."""
+"""``ascend jobs``: list jobs, show one, read its logs, get its result, cancel it, prune old ones."""
 
 from __future__ import annotations
 
+import os
 import posixpath
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ascend.cli.output import console, print_json, table
+from ascend.cli.output import console, print_json, size_text, table
+
+if TYPE_CHECKING:
+    from ascend import records
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 @click.group("jobs")
 def jobs() -> None:
-    """Inspect and control jobs: list, status, logs, result, cancel.
+    """Inspect and control jobs: list, status, logs, result, cancel, prune.
 
     Jobs are found in the storage of the current configuration, so any machine with the same
     configuration sees the same jobs.
@@ -30,69 +35,138 @@ def _backend() -> Any:
 
 
 def _handle(job_id: str) -> Any:
+    """The job's handle, once its record is known to be sound: a damaged file is an error
+    naming it, not a traceback from whatever first reads the bad value."""
+    from ascend import records
     from ascend.runtime import attach
 
-    return attach(job_id, _backend())
+    backend = _backend()
+    try:
+        records.load(backend.storage, job_id)
+    except FileNotFoundError:
+        pass  # attach says the job is not there, with the fix
+    return attach(job_id, backend)
+
+
+def _record(job_id: str) -> records.JobRecord:
+    """The job's typed record; a damaged file or a job that is not there is an error."""
+    from ascend import records
+
+    backend = _backend()
+    try:
+        return records.load(backend.storage, job_id)
+    except FileNotFoundError:
+        _handle(job_id)  # raises attach's "not in storage" error
+        return records.load(backend.storage, job_id)
+
+
+def _who(user: str | None, backend: Any) -> str:
+    from ascend.job_ids import USER_MAX, sanitize_name
+    from ascend.runtime import current_user
+
+    return sanitize_name(user, USER_MAX) if user else current_user(backend.config)
+
+
+def _job_ids(storage: Any, root: str) -> list[str]:
+    """Job directories under ``root``, newest first (ids sort by creation time); anything
+    else stored there is not a job and is left out."""
+    from ascend.job_ids import is_job_id
+
+    names = {path[len(root) + 1 :].split("/", 1)[0] for path in storage.list(root)}
+    return sorted((name for name in names if is_job_id(name)), reverse=True)
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @jobs.command("list")
 @click.option("--user", "user", help="Whose jobs (default: yours; see the username setting).")
-@click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this state.")
+@click.option(
+    "--status",
+    type=click.Choice((*STATUSES, "damaged")),
+    help="Only jobs in this state (damaged: jobs whose record cannot be read).",
+)
 @click.option("--limit", default=20, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def list_jobs(user: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first (job ids sort by creation time)."""
-    from ascend import metadata
-    from ascend.job_ids import USER_MAX, is_job_id, sanitize_name
-    from ascend.runtime import current_user
+    """List jobs, newest first (job ids sort by creation time).
+
+    A job whose record is damaged is listed as such, with the file and what is wrong, and
+    every other job still lists.
+    """
+    from ascend import records
 
     backend = _backend()
     storage = backend.storage
-    who = sanitize_name(user, USER_MAX) if user else current_user(backend.config)
+    who = _who(user, backend)
     root = posixpath.join("users", who, "jobs")
-    ids = sorted(
-        {path[len(root) + 1 :].split("/", 1)[0] for path in storage.list(root)},
-        reverse=True,
-    )
-    ids = [job_id for job_id in ids if is_job_id(job_id)]
+    ids = _job_ids(storage, root)
 
-    def read(job_id: str) -> dict[str, Any]:
-        try:
-            return metadata.read(storage, metadata.job_prefix(who, job_id))
-        except Exception as error:  # a broken record is listed, not fatal
-            return {"job_id": job_id, "status": "unknown", "error": str(error)}
+    def wanted(record: records.JobRecord | records.DamagedRecord) -> bool:
+        if isinstance(record, records.DamagedRecord):
+            return status in (None, "damaged")  # unreadable ones too: their state is unknown
+        return status in (None, record.status)
 
-    records: list[dict[str, Any]] = []
+    found: list[records.JobRecord | records.DamagedRecord] = []
     batch = limit if status is None else max(limit * 4, 50)
     with ThreadPoolExecutor(max_workers=8) as pool:
         for start in range(0, len(ids), batch):
-            for record in pool.map(read, ids[start : start + batch]):
-                if status is None or record.get("status") == status:
-                    records.append(record)
-            if len(records) >= limit:
+            chunk = ids[start : start + batch]
+            for record in pool.map(lambda job_id: records.read_listed(storage, who, job_id), chunk):
+                if wanted(record):
+                    found.append(record)
+            if len(found) >= limit:
                 break
-    records = records[:limit]
+    found = found[:limit]
     if as_json:
-        print_json(records)
+        print_json(
+            [
+                {"job_id": r.job_id, "status": r.kind, "file": r.path, "problem": r.problem}
+                if isinstance(r, records.DamagedRecord)
+                else r.as_dict()
+                for r in found
+            ]
+        )
         return
-    rows = [
-        [
-            r.get("job_id", "?"),
-            r.get("status", "?"),
-            r.get("function", "?"),
-            r.get("created_at", "?"),
-            "-" if r.get("duration_seconds") is None else f"{r['duration_seconds']:.1f}s",
-            (r.get("failure") or {}).get("reason", ""),
-        ]
-        for r in records
-    ]
-    console().print(
+    rows = []
+    for r in found:
+        if isinstance(r, records.DamagedRecord):
+            created = _created_from_id(r.job_id)
+            rows.append([r.job_id, r.kind, "?", created, "-", f"{r.kind} record: {r.file}"])
+            continue
+        rows.append(
+            [
+                r.job_id,
+                r.status,
+                r.function,
+                _time(r.created_at),
+                "-" if r.duration_seconds is None else f"{r.duration_seconds:.1f}s",
+                (r.failure.reason or "") if r.failure else "",
+            ]
+        )
+    out = console()
+    out.print(
         table(
             f"Jobs of {who} in {storage.storage_uri(root)}",
-            ["job id", "status", "function", "created", "duration", "failure"],
+            ["job id", "status", "function", "created (UTC)", "duration", "failure"],
             rows,
+            whole=("job id",),
+            min_widths={"status": max(map(len, (*STATUSES, "unreadable")))},
+            width=out.width,
         )
     )
+    damaged = [r for r in found if isinstance(r, records.DamagedRecord)]
+    if damaged:
+        click.echo(f"{len(damaged)} job record(s) cannot be read:")
+        for r in damaged:
+            click.echo(f"  {r.job_id}: {r.path}: {r.problem}")
+
+
+def _created_from_id(job_id: str) -> str:
+    from ascend.job_ids import parse_job_id
+
+    return _time(parse_job_id(job_id).created)
 
 
 @jobs.command("status")
@@ -100,29 +174,30 @@ def list_jobs(user: str | None, status: str | None, limit: int, as_json: bool) -
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's record: status, times, resources, versions, failure."""
-    record = _handle(job_id).metadata()
+    record = _record(job_id)
     if as_json:
-        print_json(record)
+        print_json(record.as_dict())
         return
     out = console()
-    for key in (
-        "job_id",
-        "status",
-        "function",
-        "user",
-        "project",
-        "provider",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "duration_seconds",
-        "exit_code",
-    ):
-        if record.get(key) is not None:
-            out.print(f"{key:17s} {record[key]}", markup=False)
+    fields: list[tuple[str, object]] = [
+        ("job_id", record.job_id),
+        ("status", record.status),
+        ("function", record.function),
+        ("user", record.user),
+        ("project", record.project),
+        ("provider", record.provider),
+        ("created_at", record.created_at.isoformat()),
+        ("started_at", record.started_at and record.started_at.isoformat()),
+        ("finished_at", record.finished_at and record.finished_at.isoformat()),
+        ("duration_seconds", record.duration_seconds),
+        ("exit_code", record.exit_code),
+    ]
+    for key, value in fields:
+        if value is not None:
+            out.print(f"{key:17s} {value}", markup=False)
     for key in ("resources", "failure", "git"):
-        if record.get(key):
-            out.print(f"{key:17s} {record[key]}", markup=False)
+        if record.raw.get(key):
+            out.print(f"{key:17s} {record.raw[key]}", markup=False)
 
 
 @jobs.command("logs")
@@ -170,3 +245,145 @@ def cancel(job_id: str) -> None:
     handle.cancel()
     after = handle.status()
     click.echo(f"{job_id}: {before} -> {after}")
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``7d``, ``12h``, ``1d12h``: a bad value names itself and the accepted forms. The text
+    is kept, to be shown back as the user wrote it."""
+    from ascend.retention import parse_duration
+
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+    return value.strip()
+
+
+def _job_size(storage: Any, prefix: str) -> int | None:
+    """Bytes under a job's prefix (every object a prune deletes); ``None`` when the store
+    cannot say (the deletion does not depend on it)."""
+    try:
+        local = storage.local_path(prefix)
+        if local is not None:
+            return sum(
+                os.path.getsize(os.path.join(directory, name))
+                for directory, _, names in os.walk(local)
+                for name in names
+            )
+        return int(storage.get_filesystem().du(storage.storage_uri(prefix), total=True))
+    except Exception:  # only a number to show: the deletion goes ahead without it
+        return None
+
+
+def _total(sizes: list[int | None]) -> str:
+    known = [size for size in sizes if size is not None]
+    text = size_text(sum(known))
+    return text if len(known) == len(sizes) else f"at least {text}"
+
+
+@jobs.command("prune")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    callback=_duration,
+    help="Delete finished jobs that ended longer ago than this (30d, 12h, 1d12h; "
+    "default: the jobs.retention setting).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(("succeeded", "failed", "cancelled")),
+    help="Only jobs that ended so (repeatable; default: every finished job).",
+)
+@click.option("--user", "user", help="Whose jobs (default: yours; see the username setting).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.option("-y", "--yes", is_flag=True, help="Delete without asking.")
+def prune(
+    older_than: str | None,
+    statuses: tuple[str, ...],
+    user: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Delete old finished jobs' data: every object under each job's prefix (package, record,
+    logs, result).
+
+    A queued or running job is never deleted, however old, nor a job whose record is
+    damaged (its state is unknown). Age counts from when the job ended.
+
+    \b
+    Examples:
+      ascend jobs prune --older-than 30d --dry-run
+      ascend jobs prune --older-than 7d --status failed --status cancelled --yes
+      ascend jobs prune --yes          # with jobs.retention set, e.g. to 30d
+    """
+    from ascend import metadata, records, retention
+
+    backend = _backend()
+    age = f"{older_than} ago"
+    if older_than is None:
+        older_than = backend.config.get("jobs.retention")
+        if not older_than:
+            raise click.UsageError(
+                "say how old a job must be: pass --older-than (e.g. 30d), or set jobs.retention "
+                "(unset, jobs are kept forever)"
+            )
+        age = f"{older_than} ago (jobs.retention)"
+    limit = retention.parse_duration(older_than)
+    storage = backend.storage
+    who = _who(user, backend)
+    root = posixpath.join("users", who, "jobs")
+    ids = _job_ids(storage, root)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(lambda job_id: records.read_listed(storage, who, job_id), ids))
+    now = datetime.now(UTC)
+    plan = retention.plan(found, limit, now, statuses)
+    for active in plan.active:
+        click.echo(
+            f"keeping {active.job_id}: it is {active.status}, and only finished jobs are pruned",
+            err=True,
+        )
+    for damaged in plan.damaged:
+        click.echo(
+            f"keeping {damaged.job_id}: its record is {damaged.kind}, so its state is unknown "
+            f"({damaged.file}: {damaged.problem})",
+            err=True,
+        )
+    if not plan.doomed:
+        which = "/".join(statuses) if statuses else "finished"
+        click.echo(f"nothing to prune: no {which} job of {who} ended more than {age}")
+        return
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(
+            pool.map(lambda r: _job_size(storage, metadata.job_prefix(who, r.job_id)), plan.doomed)
+        )
+    total = _total(sizes)
+
+    def described(record: records.JobRecord, size: int | None) -> str:
+        ended = retention.age_text(now - record.ended_at)
+        return f"{record.job_id} ({record.status} {ended} ago, {size_text(size)})"
+
+    if dry_run or not yes:
+        for record, size in zip(plan.doomed, sizes, strict=True):
+            click.echo(f"{'would delete' if dry_run else 'will delete'} {described(record, size)}")
+    if dry_run:
+        click.echo(f"would delete {len(plan.doomed)} job(s), {total}; nothing was deleted")
+        return
+    if not yes:
+        click.confirm(
+            f"Delete {len(plan.doomed)} job(s), {total}, from {storage.storage_uri(root)}?",
+            abort=True,
+        )
+    deleted: list[int | None] = []
+    for record, size in zip(plan.doomed, sizes, strict=True):
+        # Read again: a job re-run since (retries) is running again and must stay.
+        if not retention.still_finished(records.read_listed(storage, who, record.job_id)):
+            click.echo(f"keeping {record.job_id}: it is no longer finished", err=True)
+            continue
+        storage.delete(metadata.job_prefix(who, record.job_id), recursive=True)
+        deleted.append(size)
+        click.echo(f"deleted {described(record, size)}")
+    click.echo(f"deleted {len(deleted)} job(s), {_total(deleted)}")

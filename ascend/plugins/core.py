@@ -34,6 +34,8 @@ def _check_registry_url(value: str) -> None:
 
 @hookimpl
 def ascend_settings() -> Iterable[Setting]:
+    from ascend.retention import check_duration  # light: the standard library only
+
     return [
         Setting(
             "cloud_provider",
@@ -117,6 +119,14 @@ def ascend_settings() -> Iterable[Setting]:
             bool,
             default=False,
             help="resolve only from images.find_links, never from an index",
+        ),
+        Setting(
+            "jobs.retention",
+            str,
+            help="how long finished jobs' data is kept: 'ascend jobs prune' without "
+            "--older-than deletes jobs that ended longer ago (30d, 12h; unset: kept forever)",
+            validate=check_duration,
+            fix="write a number and a unit: s, m, h, d or w, e.g. 30d or 12h",
         ),
     ]
 
