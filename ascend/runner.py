@@ -17,6 +17,7 @@ Imports: the standard library, cloudpickle and fsspec only (a test enforces it).
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -224,7 +226,7 @@ class Runner:
                     "the job package",
                 ) as (file, envelope):
                     wire.check_versions(envelope, "the job package")
-                    fn, args, kwargs = wire.load_package(file, envelope)
+                    fn, args, kwargs, sources = wire.load_call(file, envelope)
             except IntegrityError as error:
                 return self._refuse(error, "IntegrityError", EXIT_INTEGRITY)
             except VersionMismatchError as error:
@@ -240,16 +242,15 @@ class Runner:
                     "UnpicklingFailed",
                     EXIT_FUNCTION_FAILED,
                 )
+            _register_sources(sources)
             self._limit_memory()
             try:
                 value = _call(fn, args, kwargs)
             except MemoryError as error:
                 return self._out_of_memory(error)
-            except _Terminated:
+            except _Terminated:  # a real SIGTERM: stop, never report it as the function's
                 raise
-            except (SystemExit, KeyboardInterrupt) as error:
-                return self._failed(_exit_error(error))
-            except Exception as error:
+            except BaseException as error:  # the function's, BaseException subclasses included
                 return self._failed(error)
             del fn, args, kwargs
             try:
@@ -278,12 +279,21 @@ class Runner:
         finally:
             self._finish()
 
-    def _end_with(self, exception: BaseException, code: int, failure: dict[str, Any]) -> int:
+    def _end_with(
+        self,
+        exception: BaseException,
+        code: int,
+        failure: dict[str, Any],
+        remote_traceback: str = "",
+    ) -> int:
         """Write ``exception`` as the job's outcome, record the failure, return the exit code."""
         from ascend import wire
 
         try:
-            self._write_outcome(wire.dump_exception, exception)
+            self._write_outcome(
+                lambda target, error: wire.dump_exception(target, error, remote_traceback),
+                exception,
+            )
         except Exception as write_error:
             print(f"ascend runner: could not write the outcome: {write_error}", file=sys.stderr)
             code = EXIT_STORAGE
@@ -297,14 +307,16 @@ class Runner:
         )
 
     def _failed(self, error: BaseException) -> int:
+        travelling, remote = _travelling_exception(error)
         return self._end_with(
-            _travelling_exception(error),
+            travelling,
             EXIT_FUNCTION_FAILED,
             {
                 "reason": "Exception",
                 "type": type(error).__qualname__,
                 "message": _first_line(error),
             },
+            remote,
         )
 
     def _out_of_memory(self, error: MemoryError) -> int:
@@ -419,9 +431,10 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
-def _exit_error(error: BaseException) -> BaseException:
-    """``sys.exit()`` or ``KeyboardInterrupt`` inside the function: report it, never re-raise
-    it in the caller (which would exit or interrupt the caller's program)."""
+def _remote_error(error: BaseException, remote: str) -> BaseException:
+    """A ``BaseException`` that is not an ``Exception`` (``sys.exit()``, ``KeyboardInterrupt``,
+    ``GeneratorExit``, a class of the user's) as a ``RemoteError``: raised as itself in the
+    caller it would exit or interrupt the caller's program, or slip past ``except Exception``."""
     from ascend.errors import RemoteError
 
     if isinstance(error, SystemExit):
@@ -429,18 +442,86 @@ def _exit_error(error: BaseException) -> BaseException:
             f"the function called sys.exit({error.code!r}) instead of returning; return a "
             "value or raise an exception"
         )
+    elif isinstance(error, KeyboardInterrupt):
+        text = _safe_str(error)
+        message = "the function was interrupted" + (f": {text}" if text else "")
     else:
-        message = "the function was interrupted (KeyboardInterrupt)"
-    return RemoteError(type(error).__name__, message, _user_traceback(error))
+        message = _safe_str(error)
+    return RemoteError(_type_name(type(error)), message, remote)
+
+
+def _type_name(cls: type) -> str:
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return f"<str() of the {type(error).__name__} failed>"
+
+
+@functools.lru_cache(maxsize=1)
+def _own_code() -> frozenset[int]:
+    """Identities of the code objects of this module's functions, methods and the functions
+    nested in them: the frames a user's traceback leaves out.
+
+    Identity, not the module's ``__name__``: run as ``python -m``, this module is ``__main__``,
+    and so is every function from the user's script.
+    """
+    found: dict[int, types.CodeType] = {}
+
+    def add(code: types.CodeType) -> None:
+        if id(code) not in found:
+            found[id(code)] = code
+            for const in code.co_consts:
+                if isinstance(const, types.CodeType):
+                    add(const)
+
+    def add_function(value: Any) -> None:
+        value = getattr(value, "__func__", value)  # staticmethod, classmethod
+        if isinstance(value, property):
+            for accessor in (value.fget, value.fset, value.fdel):
+                add_function(accessor)
+        elif isinstance(value, types.FunctionType) and value.__globals__ is globals():
+            add(value.__code__)
+
+    for value in list(globals().values()):
+        if isinstance(value, type) and value.__module__ == __name__:
+            for member in vars(value).values():
+                add_function(member)
+        else:
+            add_function(value)
+    return frozenset(found)
 
 
 def _user_traceback(error: BaseException) -> str:
-    """The exception's traceback from the user's code on, without the runner's own frames."""
+    """The exception's traceback from the user's code on: the runner's own frames (known by
+    their code objects) are dropped from its start."""
+    own = _own_code()
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+    while tb is not None and id(tb.tb_frame.f_code) in own:
         tb = tb.tb_next
     error.__traceback__ = tb
-    return "".join(traceback.format_exception(error))
+    try:
+        return "".join(traceback.format_exception(error))
+    except Exception as failure:  # a __str__ that raises, say: say so rather than crash
+        return f"{_type_name(type(error))} (its traceback could not be formatted: {failure})\n"
+
+
+def _register_sources(sources: dict[str, str]) -> None:
+    """Give linecache the user's files shipped with the package, which the job does not have,
+    so tracebacks show their lines. Entries without a modification time are kept as they are
+    (linecache.checkcache leaves them alone)."""
+    import linecache
+
+    for filename, text in sources.items():
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        linecache.cache[filename] = (len(text), None, lines, filename)
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -452,14 +533,20 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__qualname__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
-def _travelling_exception(error: BaseException) -> BaseException:
-    """The exception to send back: itself with the remote traceback attached when it survives
-    a pickle round trip here, otherwise a ``RemoteError`` carrying its type, message and
-    traceback."""
+def _travelling_exception(error: BaseException) -> tuple[BaseException, str]:
+    """The exception to send back, and the remote traceback.
+
+    An ``Exception`` travels as itself, with the remote traceback as a note, when it survives
+    the pickling the result will use (rebuilt without ``__init__`` if need be) here; otherwise,
+    and for other ``BaseException`` subclasses, a ``RemoteError`` carries its type, message and
+    traceback.
+    """
     from ascend import wire
     from ascend.errors import RemoteError
 
     remote = _user_traceback(error)
+    if not isinstance(error, Exception):
+        return _remote_error(error, remote), remote
     try:
         error.add_note("Remote traceback (from the Ascend job):\n" + remote.rstrip())
     except Exception:  # pragma: no cover - exceptions that refuse attributes
@@ -468,15 +555,14 @@ def _travelling_exception(error: BaseException) -> BaseException:
         import io
 
         buffer = io.BytesIO()
-        with wire.envelope_writer(buffer, wire.KIND_EXCEPTION) as pickler:
-            pickler.dump(error)
+        wire.dump_exception(buffer, error, remote)
         buffer.seek(0)
-        wire.load_outcome(buffer, wire.verify(buffer, "exception"))
-        return error
+        _, copy = wire.load_outcome(buffer, wire.verify(buffer, "exception"))
+        if type(copy) is not type(error):
+            raise TypeError(f"it came back as {type(copy).__qualname__}")
+        return error, remote
     except Exception:
-        return RemoteError(
-            f"{type(error).__module__}.{type(error).__qualname__}", str(error), remote
-        )
+        return RemoteError(_type_name(type(error)), _safe_str(error), remote), remote
 
 
 def _wait_for_job() -> bool:
@@ -508,6 +594,9 @@ def main() -> int:
         raise _Terminated()
 
     signal.signal(signal.SIGTERM, terminate)
+    # A real SIGINT interrupts the function (reported as KeyboardInterrupt) even when the
+    # runner was started with SIGINT ignored, where Python would leave it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         runner = Runner(dict(os.environ))
     except (ValueError, KeyError) as error:

@@ -249,7 +249,11 @@ class JobHandle:
             pass
 
     def _read_outcome(self) -> tuple[str, Any] | None:
+        """The job's result or exception. An exception that cannot be rebuilt here (its class
+        needs a module only the job has, say) becomes a ``RemoteError`` from the summary the
+        runner put in the envelope's header, rather than an unpickling error."""
         from ascend import wire
+        from ascend.errors import IntegrityError, RemoteError, VersionMismatchError
 
         storage = self._backend.storage
         path = posixpath.join(self._prefix, metadata.RESULT_FILE)
@@ -259,7 +263,25 @@ class JobHandle:
                 lambda: storage.open(path, "rb"), storage.local_path(path), what
             ) as (file, envelope):
                 wire.check_versions(envelope, what)
-                kind, value = wire.load_outcome(file, envelope)
+                try:
+                    kind, value = wire.load_outcome(file, envelope)
+                except (IntegrityError, VersionMismatchError):
+                    raise
+                except Exception as error:
+                    header = envelope.header
+                    if envelope.kind != wire.KIND_EXCEPTION or "exception_type" not in header:
+                        raise
+                    module = str(header.get("exception_module") or "")
+                    name = str(header["exception_type"])
+                    value = RemoteError(
+                        name if module in ("", "builtins") else f"{module}.{name}",
+                        str(header.get("exception_message") or ""),
+                        str(header.get("remote_traceback") or ""),
+                    )
+                    value.add_note(
+                        f"The exception could not be rebuilt here: {type(error).__name__}: {error}"
+                    )
+                    kind = "exception"
         except FileNotFoundError:
             return None
         if kind == "exception" and isinstance(value, BaseException):

@@ -6,9 +6,10 @@ Layout of an envelope (one storage object)::
     | TRAILER_MAGIC (8 bytes) | SHA-256 of header + payload (32 bytes) | payload length (8 bytes)
 
 The header says what the object is and which versions wrote it, so a mismatch is reported
-before anything is unpickled. The digest comes last so that the payload can be streamed to
-storage as it is pickled (one pass, no second copy in memory); readers verify it before they
-unpickle a single byte.
+before anything is unpickled. ``format`` changes only when old readers could not read an
+envelope at all; ``format_minor`` counts additions that old readers skip (see FORMAT_MINOR).
+The digest comes last so that the payload can be streamed to storage as it is pickled (one
+pass, no second copy in memory); readers verify it before they unpickle a single byte.
 
 Only the standard library and cloudpickle are imported here: the runner uses this module.
 """
@@ -35,6 +36,13 @@ from ascend._version import __version__
 from ascend.errors import IntegrityError, SerializationError, VersionMismatchError
 
 FORMAT_VERSION = 1
+# Additions to format 1, each one invisible to readers that predate it:
+#   1: a package's payload ends with one more pickle after the arguments, ``{filename: source}``
+#      of the user's files its code came from, so remote tracebacks can show source lines.
+#      Readers of minor 0 stop after the arguments; readers of minor 1 read it only when the
+#      header says minor >= 1. Exception envelopes also carry ``exception_message`` and
+#      ``remote_traceback`` in the header, for a caller that cannot unpickle the exception.
+FORMAT_MINOR = 1
 MAGIC = b"ASCEND\x00\x01"
 TRAILER_MAGIC = b"ASCNDSUM"
 TRAILER_SIZE = len(TRAILER_MAGIC) + 32 + 8
@@ -44,6 +52,9 @@ KIND_PACKAGE = "package"
 KIND_RESULT = "result"
 KIND_EXCEPTION = "exception"
 MAX_HEADER = 64 * 1024
+MAX_SOURCES = 384 * 1024  # bytes of source text one package may carry
+HEADER_MESSAGE_CHARS = 1000  # bounds of the exception summary in a header (JSON may escape
+HEADER_TRACEBACK_CHARS = 6000  # every character into 6 bytes; the header must stay < 64 KiB)
 
 
 def python_version() -> str:
@@ -97,10 +108,117 @@ def is_local_module(name: str) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    real = os.path.realpath(path)
-    if "site-packages" in real or "dist-packages" in real:
+    return not _is_installed_file(path)
+
+
+@lru_cache(maxsize=1)
+def _code_filename_slot() -> int:
+    """Where cloudpickle's code reduction puts ``co_filename`` (-1: it keeps the real one)."""
+    probe = compile("pass", "<ascend-probe>", "exec")
+    arguments = cloudpickle.cloudpickle._code_reduce(probe)[1]
+    for index, value in enumerate(arguments):
+        if isinstance(value, str) and value == "<dynamic-code>":
+            return index
+    return -1
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, with the real file name put back.
+
+    The name is all a traceback needs to point at the user's file; it costs a few bytes.
+    A cloudpickle without this (private) reducer pickles code its own way.
+    """
+    reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+    if reduce is None:  # pragma: no cover - another cloudpickle
+        return NotImplemented
+    constructor, arguments = reduce(code)
+    slot = _code_filename_slot()
+    if slot >= 0:
+        arguments = (*arguments[:slot], code.co_filename, *arguments[slot + 1 :])
+    return constructor, arguments
+
+
+def _exception_reduce(error: BaseException) -> Any:
+    """For an exception that pickle could not rebuild: a reduction that skips ``__init__``.
+
+    Pickle rebuilds exceptions as ``cls(*args)``, which fails when ``__init__`` takes other
+    arguments than it passes to ``super().__init__`` (``DataQualityError(rows, table)``).
+    ``copyreg.__newobj__`` makes pickle create the instance with ``cls.__new__(cls, *args)``
+    (which sets ``args``) and restore ``__dict__``: the same object, without a helper that the
+    other side would need. Returns None (pickle as usual) when the usual way works or the
+    class pickles itself.
+    """
+    import copyreg
+
+    cls = type(error)
+    if (
+        cls.__reduce__ is not BaseException.__reduce__
+        or cls.__reduce_ex__ is not BaseException.__reduce_ex__
+        or cls in copyreg.dispatch_table
+    ):
+        return None
+    try:
+        cls(*error.args)
+    except Exception:
+        return copyreg.__newobj__, (cls, *error.args), (error.__dict__ or None)  # type: ignore[attr-defined]
+    return None
+
+
+_SOURCE_CACHE: dict[str, tuple[tuple[int, int] | None, tuple[str, int] | None]] = {}
+
+
+def _source_of(filename: str, module_globals: dict[str, Any] | None) -> tuple[str, int] | None:
+    """``(text, size in bytes)`` of ``filename`` as linecache knows it, or None when it cannot
+    be read, is too big, or belongs to an installed package (the job has those files).
+
+    Kept per file for the process; a file changed on disk (an edited, reloaded module) is read
+    again.
+    """
+    import linecache
+
+    try:
+        stat = os.stat(filename)
+        key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+    except (OSError, ValueError):
+        key = None
+    cached = _SOURCE_CACHE.get(filename)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    found: tuple[str, int] | None = None
+    if not _is_installed_file(filename):
+        linecache.checkcache(filename)  # drops lines read before the file changed
+        try:
+            text = "".join(linecache.getlines(filename, module_globals))
+        except Exception:  # a loader that fails: no source, as in a local traceback
+            text = ""
+        size = len(text.encode("utf-8", "replace"))
+        if text and size <= MAX_SOURCES:
+            found = text, size
+    _SOURCE_CACHE[filename] = (key, found)
+    return found
+
+
+def _is_installed_file(filename: str) -> bool:
+    """Whether ``filename`` is part of the standard library or an installed distribution."""
+    if filename.startswith("<"):
         return False
-    return not any(real.startswith(directory + os.sep) for directory in _install_dirs())
+    real = os.path.realpath(filename)
+    if "site-packages" in real or "dist-packages" in real:
+        return True
+    return any(real.startswith(directory + os.sep) for directory in _install_dirs())
+
+
+def collect_sources(pickler: _Pickler) -> dict[str, str]:
+    """Source text of the files the pickled code came from, at most MAX_SOURCES bytes in all
+    (the function's own file first)."""
+    sources: dict[str, str] = {}
+    budget = MAX_SOURCES
+    for filename in pickler.code_files:
+        found = _source_of(filename, pickler.module_globals.get(filename))
+        if found is not None and found[1] <= budget:
+            sources[filename] = found[0]
+            budget -= found[1]
+    return sources
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
@@ -108,13 +226,33 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 
     cloudpickle's ``register_pickle_by_value`` is a process-wide switch: two threads submitting
     at once would race on it. Deciding per object inside this pickler needs no global state.
+
+    Code objects keep their real file names (cloudpickle writes ``<dynamic-code>``), so remote
+    tracebacks name the user's files; the names seen are collected in ``code_files`` for
+    :func:`dump_package` to ship their source. With ``rebuild_exceptions``, exceptions whose
+    default reconstruction would fail are rebuilt without calling ``__init__``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.code_files: dict[str, None] = {}  # an ordered set: the function's own file first
+        self.module_globals: dict[str, dict[str, Any]] = {}
+        self.rebuild_exceptions = False
+
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.CodeType):
+            self.code_files.setdefault(obj.co_filename, None)
+            return _code_reduce(obj)
+        if self.rebuild_exceptions and isinstance(obj, BaseException):
+            rebuilt = _exception_reduce(obj)
+            if rebuilt is not None:
+                return rebuilt
         try:
             is_class = issubclass(type(obj), type)
         except TypeError:  # pragma: no cover - exotic metaclasses
             is_class = False
+        if isinstance(obj, types.FunctionType):  # lets linecache ask the module's loader
+            self.module_globals.setdefault(obj.__code__.co_filename, obj.__globals__)
         if is_class or isinstance(obj, types.FunctionType):
             module = getattr(obj, "__module__", None)
             if isinstance(module, str) and module != "__main__" and is_local_module(module):
@@ -170,7 +308,9 @@ class _HashingWriter:
 @contextmanager
 def envelope_writer(target: IO[bytes], kind: str, **header: Any) -> Iterator[_Pickler]:
     """Write an envelope of ``kind`` to ``target``; yields the pickler for the payload."""
-    head = json.dumps({"format": FORMAT_VERSION, "kind": kind, **versions(), **header}).encode()
+    head = json.dumps(
+        {"format": FORMAT_VERSION, "format_minor": FORMAT_MINOR, "kind": kind} | versions() | header
+    ).encode()
     digest = hashlib.sha256(head)
     target.write(MAGIC + len(head).to_bytes(4, "big") + head)
     hashing = _HashingWriter(target, digest)
@@ -262,7 +402,8 @@ def dump_package(
     """Pickle the call once, streaming into ``target``; a failure names the culprit.
 
     The pickles are written one after another with one pickler, so objects shared between
-    arguments stay shared.
+    arguments stay shared. The last one holds the source of the user's files the pickled code
+    comes from (FORMAT_MINOR 1): the job has no copy of them, and its tracebacks need them.
     """
     names = _argument_names(fn, args, kwargs)
     with envelope_writer(target, KIND_PACKAGE, **header) as pickler:
@@ -270,6 +411,11 @@ def dump_package(
         pickler.dump((len(args), list(kwargs)))
         for name, value in zip(names, [*args, *kwargs.values()], strict=True):
             _dump_one(pickler, value, name)
+        try:
+            sources = collect_sources(pickler)
+        except Exception:  # source lines are a courtesy; the call must not fail for them
+            sources = {}
+        pickler.dump(sources)
 
 
 def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
@@ -288,9 +434,29 @@ def dump_result(target: IO[bytes], value: Any) -> None:
         _dump_one(pickler, value, f"the function's result ({type(value).__name__})")
 
 
-def dump_exception(target: IO[bytes], error: BaseException) -> None:
-    with envelope_writer(target, KIND_EXCEPTION, exception_type=type(error).__qualname__) as p:
-        _dump_one(p, error, f"the exception ({type(error).__name__})")
+def dump_exception(target: IO[bytes], error: BaseException, remote_traceback: str = "") -> None:
+    """Pickle the exception, rebuilding it without ``__init__`` where pickle could not.
+
+    The header also says what it was (type, message, the end of ``remote_traceback``), so a
+    caller that cannot unpickle it still learns what happened.
+    """
+    cls = type(error)
+    summary = {
+        "exception_type": cls.__qualname__,
+        "exception_module": cls.__module__,
+        "exception_message": _safe_str(error)[:HEADER_MESSAGE_CHARS],
+        "remote_traceback": remote_traceback[-HEADER_TRACEBACK_CHARS:],
+    }
+    with envelope_writer(target, KIND_EXCEPTION, **summary) as p:
+        p.rebuild_exceptions = True
+        _dump_one(p, error, f"the exception ({cls.__name__})")
+
+
+def _safe_str(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}: str() failed>"
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -418,9 +584,11 @@ def _payload(file: IO[bytes], envelope: Envelope) -> pickle.Unpickler:
     return pickle.Unpickler(file)
 
 
-def load_package(
+def load_call(
     file: IO[bytes], envelope: Envelope
-) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], dict[str, str]]:
+    """``(fn, args, kwargs, sources)`` from a verified package; ``sources`` is empty for
+    packages written before FORMAT_MINOR 1."""
     if envelope.kind != KIND_PACKAGE:
         raise IntegrityError(f"expected a package, found a {envelope.kind!r} envelope")
     unpickler = _payload(file, envelope)
@@ -428,6 +596,20 @@ def load_package(
     n_args, keys = unpickler.load()
     args = tuple(unpickler.load() for _ in range(n_args))
     kwargs = {key: unpickler.load() for key in keys}
+    sources: dict[str, str] = {}
+    minor = envelope.header.get("format_minor", 0)
+    if isinstance(minor, int) and minor >= 1:
+        loaded = unpickler.load()
+        if isinstance(loaded, dict):
+            sources = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
+    return fn, args, kwargs, sources
+
+
+def load_package(
+    file: IO[bytes], envelope: Envelope
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """``(fn, args, kwargs)`` from a verified package (:func:`load_call` without the sources)."""
+    fn, args, kwargs, _ = load_call(file, envelope)
     return fn, args, kwargs
 
 

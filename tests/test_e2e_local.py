@@ -330,19 +330,12 @@ def test_user_defined_exception_is_caught_by_its_own_class(local: Path) -> None:
         pytest.fail("CustomError was not raised")
 
 
-def test_exception_that_cannot_be_unpickled_becomes_remote_error(local: Path) -> None:
+def test_an_exception_with_its_own_init_comes_back_as_itself(local: Path) -> None:
     handle = remote(f.raise_two_arg_error).submit()
-    with pytest.raises(RemoteError) as caught:
+    with pytest.raises(f.TwoArgError) as caught:
         handle.result(timeout=30)
-    error = caught.value
-    assert isinstance(error, AscendError)
-    assert error.type_name == "tests.e2e_functions.TwoArgError"
-    assert error.remote_message == "left and right"
-    assert "in raise_two_arg_error" in error.remote_traceback
-    assert error.remote_traceback.rstrip().endswith(
-        "tests.e2e_functions.TwoArgError: left and right"
-    )
-    assert str(error).startswith("tests.e2e_functions.TwoArgError: left and right\n")
+    assert (caught.value.left, caught.value.right) == ("left", "right")
+    assert str(caught.value) == "left and right"
     record = read_metadata(local, handle.job_id)
     assert record["status"] == "failed"
     assert record["exit_code"] == 1
@@ -351,6 +344,25 @@ def test_exception_that_cannot_be_unpickled_becomes_remote_error(local: Path) ->
         "type": "TwoArgError",
         "message": "TwoArgError: left and right",
     }
+
+
+def test_exception_that_cannot_be_rebuilt_becomes_remote_error(local: Path) -> None:
+    from tests.traceback_cases import failures
+
+    handle = remote(failures.raise_strict_new).submit()
+    with pytest.raises(RemoteError) as caught:
+        handle.result(timeout=30)
+    error = caught.value
+    assert isinstance(error, AscendError)
+    assert error.type_name == "tests.traceback_cases.failures.StrictNewError"
+    assert error.remote_message == "3 rows in orders"
+    assert "in raise_strict_new" in error.remote_traceback
+    assert error.remote_traceback.rstrip().endswith(
+        "tests.traceback_cases.failures.StrictNewError: 3 rows in orders"
+    )
+    assert str(error).startswith(
+        "tests.traceback_cases.failures.StrictNewError: 3 rows in orders\n"
+    )
 
 
 def test_exception_holding_a_lock_becomes_remote_error(local: Path) -> None:
