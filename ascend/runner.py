@@ -188,8 +188,28 @@ class Runner:
                 with open(self.log_path, "rb") as log:
                     self.store.write("logs.txt", log)
                 self._uploaded = size
+                if self._status.get("logs_error"):
+                    self._record_logs_error(None)
             except Exception as error:
                 print(f"ascend runner: could not save logs: {error}", file=sys.__stderr__)
+                self._record_logs_error(str(error).splitlines()[0])
+
+    def _record_logs_error(self, message: str | None) -> None:
+        """Say in status.json that the logs could not be saved (or can be again), also after
+        the final state: the caller reports it rather than showing empty logs as all there is."""
+        from ascend import metadata
+
+        with self._status_lock:
+            if self._status.get("logs_error") == message:
+                return
+            if message is None:
+                self._status.pop("logs_error", None)
+            else:
+                self._status["logs_error"] = message
+            try:
+                metadata.write_status(self.store, "", dict(self._status))
+            except Exception:  # the storage that lost the logs may refuse this too
+                pass
 
     def _upload_periodically(self) -> None:
         while not self._done.wait(LOG_UPLOAD_INTERVAL):

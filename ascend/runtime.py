@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 LOG_TAIL_LINES = 20
 
 
+class LogsNotSavedWarning(UserWarning):
+    """The job's runner could not save its logs to storage (a full disk, say)."""
+
+
 @dataclass(frozen=True)
 class CallOptions:
     """The decorator's options, validated once at decoration time.
@@ -158,13 +162,31 @@ class JobHandle:
         )
 
     def logs(self) -> str:
-        """Everything the function printed (stdout and stderr), as saved with the job."""
+        """Everything the function printed (stdout and stderr), as saved with the job.
+
+        When the job could not save (all of) its logs, a :class:`LogsNotSavedWarning` says
+        why, so what comes back is not taken for all there was.
+        """
         try:
-            return self._backend.storage.read(
+            text = self._backend.storage.read(
                 posixpath.join(self._prefix, metadata.LOG_FILE)
             ).decode("utf-8", errors="replace")
         except StorageNotFoundError:
-            return ""
+            text = ""
+        try:
+            lost = self.metadata().get("logs_error")
+        except (FileNotFoundError, ValueError):
+            lost = None
+        if lost:
+            import warnings
+
+            warnings.warn(
+                f"job {self.job_id} could not save its logs: {lost}; what is shown may be "
+                "incomplete",
+                LogsNotSavedWarning,
+                stacklevel=2,
+            )
+        return text
 
     def result(self, timeout: float | None = None, *, cancel_on_interrupt: bool = True) -> Any:
         """Wait for the job (at most ``timeout`` seconds) and return its result.

@@ -419,8 +419,12 @@ def dump_package(
 
 
 def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
+    from ascend.errors import StorageError
+
     try:
         pickler.dump(value)
+    except StorageError:  # the target failed (a full disk), not the value
+        raise
     except Exception as error:  # whatever __reduce__ raises, the culprit gets named
         raise SerializationError(
             f"{name} cannot be pickled: {type(error).__name__}: {error}",

@@ -204,8 +204,17 @@ def status(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def logs(job_id: str) -> None:
     """Print everything the job printed (saved with the job, also after it ended)."""
-    text = _handle(job_id).logs()
+    import warnings
+
+    from ascend.runtime import LogsNotSavedWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LogsNotSavedWarning)
+        text = _handle(job_id).logs()
     click.echo(text, nl=not text.endswith("\n") and bool(text))
+    for warning in caught:
+        if issubclass(warning.category, LogsNotSavedWarning):
+            click.echo(f"ascend: warning: {warning.message}", err=True)
 
 
 @jobs.command("result")

@@ -7,6 +7,7 @@ half-written object. Large objects stream through :meth:`CloudStorage.open` in b
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import shutil
 from abc import ABC, abstractmethod
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from ascend.errors import InvalidStoragePathError
+from ascend.errors import InvalidStoragePathError, StorageError
 
 if TYPE_CHECKING:
     import fsspec
@@ -43,6 +44,32 @@ def normalize_path(path: str) -> str:
     return posixpath.join(*parts)
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def storage_error(uri: str, action: str, error: BaseException) -> StorageError:
+    """The typed error for a failed storage operation on ``uri``: a full disk or quota says
+    "storage full", a refused write says so, anything else names the client's error."""
+    code = getattr(error, "errno", None)
+    if code in _FULL:
+        return StorageError(
+            f"storage full: could not {action} {uri} ({error.strerror or error})",  # type: ignore[attr-defined]
+            fix="free space or quota in the storage; 'ascend jobs prune --older-than 7d' "
+            "deletes old jobs' data",
+        )
+    if code in _REFUSED:
+        return StorageError(
+            f"the storage refused to let this process {action} {uri} "
+            f"({error.strerror or error})",  # type: ignore[attr-defined]
+            fix="check that you may write there (permissions, a read-only mount)",
+        )
+    return StorageError(
+        f"could not {action} {uri}: {type(error).__name__}: {error}",
+        fix="check that the storage is reachable and that you may " + action + " there",
+    )
+
+
 class CloudStorage(ABC):
     """Object storage for job packages, metadata, logs and results."""
 
@@ -52,7 +79,7 @@ class CloudStorage(ABC):
     @contextmanager
     def _errors(self, path: str, action: str) -> Iterator[None]:
         """Turn the client's errors into typed storage errors that name the object."""
-        from ascend.errors import StorageError, StorageNotFoundError
+        from ascend.errors import StorageNotFoundError
 
         try:
             yield
@@ -64,10 +91,7 @@ class CloudStorage(ABC):
                 fix="check the path; 'ascend jobs list' shows existing jobs",
             ) from error
         except self.failure_types as error:
-            raise StorageError(
-                f"could not {action} {self.storage_uri(path)}: {type(error).__name__}: {error}",
-                fix="check that the storage is reachable and that you may " + action + " there",
-            ) from error
+            raise storage_error(self.storage_uri(path), action, error) from error
 
     @abstractmethod
     def get_filesystem(self) -> fsspec.AbstractFileSystem:

@@ -11,7 +11,7 @@ import uuid
 from typing import IO, TYPE_CHECKING, Any
 
 from ascend.errors import StorageError
-from ascend.storage.base import CloudStorage, normalize_path
+from ascend.storage.base import CloudStorage, normalize_path, storage_error
 
 if TYPE_CHECKING:
     import fsspec
@@ -34,7 +34,10 @@ class AtomicWriter:
         self.closed = False
 
     def write(self, data: Any) -> int:
-        written = self._raw.write(data)
+        try:
+            written = self._raw.write(data)
+        except OSError as error:  # a full disk is the storage's fault, not the data's
+            raise storage_error(self.uri, "write", error) from error
         return len(data) if written is None else int(written)
 
     def writable(self) -> bool:
@@ -50,7 +53,10 @@ class AtomicWriter:
         return int(self._raw.tell())
 
     def flush(self) -> None:
-        self._raw.flush()
+        try:
+            self._raw.flush()
+        except OSError as error:
+            raise storage_error(self.uri, "write", error) from error
 
     def close(self) -> None:
         """Publish the object (idempotent)."""
@@ -59,6 +65,9 @@ class AtomicWriter:
         self.closed = True
         try:
             self._commit()
+        except OSError as error:
+            self._abort()
+            raise storage_error(self.uri, "write", error) from error
         except BaseException:
             self._abort()
             raise
