@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ascend.errors import (
         AscendError,
         BackendNotAvailableError,
+        ClusterUnreachableError,
         CommandClashError,
         ComputeError,
         ConfigError,
@@ -89,6 +90,7 @@ _EXPORTS = {
         for name in (
             "AscendError",
             "BackendNotAvailableError",
+            "ClusterUnreachableError",
             "CommandClashError",
             "ComputeError",
             "ConfigError",

@@ -149,6 +149,27 @@ class ComputeError(AscendError):
     """The compute backend failed to run a job."""
 
 
+class ClusterUnreachableError(ComputeError):
+    """The client lost contact with the cluster for longer than it may wait to reconnect.
+
+    Not a :class:`JobError` on purpose: the job may well still be running, and the runtime
+    records a verdict only for a ``JobError``; this one leaves the job's record as it was, and
+    ``result()`` may be called again (or ``ascend.attach(job_id).result()`` later).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        unreachable_for: float | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.unreachable_for = unreachable_for
+        super().__init__(message, fix=fix)
+
+
 # -- running jobs -------------------------------------------------------------------------------
 
 

@@ -643,6 +643,34 @@ def test_log_follow_streams_before_exit(kube: Kube) -> None:
     wait_pod(kube, lambda p: p.status.phase == "Succeeded", field_selector="metadata.name=talker")
 
 
+def test_stdout_and_stderr_lines_never_run_together(kube: Kube) -> None:
+    """A container interleaving unterminated writes on stdout with lines on stderr, and
+    leaving both streams unterminated at exit: each log line comes from one stream only."""
+    script = (
+        "import os, time\n"
+        "for i in range(30):\n"
+        "    os.write(1, b'out-%d ' % i)\n"
+        "    os.write(2, b'err-%d\\n' % i)\n"
+        "    if i % 10 == 9:\n"
+        "        time.sleep(0.02)\n"
+        "os.write(1, b'\\n')\n"
+        "os.write(1, b'tail-out')\n"
+        "os.write(2, b'tail-err')\n"
+    )
+    kube.core.create_namespaced_pod(
+        kube.ns, pod_manifest("interleaver", [sys.executable, "-c", script])
+    )
+    wait_pod(
+        kube, lambda p: p.status.phase == "Succeeded", field_selector="metadata.name=interleaver"
+    )
+    lines = log_of(kube, "interleaver").splitlines()
+    for line in lines:
+        assert not ("out" in line and "err" in line), lines
+    assert " ".join(f"out-{i}" for i in range(30)) + " " in lines
+    assert [line for line in lines if line.startswith("err-")] == [f"err-{i}" for i in range(30)]
+    assert "tail-out" in lines and "tail-err" in lines
+
+
 def test_log_of_waiting_container_is_400(kube: Kube) -> None:
     kube.core.create_namespaced_pod(
         kube.ns,
@@ -1289,6 +1317,35 @@ def test_cli_serve(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_api_serves_100_concurrent_clients(kube: Kube) -> None:
+    """A hundred clients connecting at once are all served (the listen backlog holds them;
+    socketserver's default of 5 dropped or reset the rest)."""
+    import http.client
+
+    clients = 100
+    barrier = threading.Barrier(clients)
+    answers: list[Any] = []
+
+    def get() -> None:
+        barrier.wait()
+        connection = http.client.HTTPConnection("127.0.0.1", kube.emu.port, timeout=3)
+        try:
+            connection.request("GET", f"/api/v1/namespaces/{kube.ns}/pods")
+            response = connection.getresponse()
+            answers.append((response.status, json.loads(response.read())["kind"]))
+        except Exception as error:  # reported by the assertion below
+            answers.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=get) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [(200, "PodList")] * clients
 
 
 def test_request_counter(kube: Kube) -> None:

@@ -3,16 +3,25 @@
 Waiting uses two watches (the Job, and its pods) feeding one queue, so the caller learns of
 the end, or of the evidence that it will never end (an image that cannot be pulled, a pod that
 cannot be scheduled), within a second of the cluster knowing it. A watch that expires (410
-Gone) is resumed from a fresh list.
+Gone) is resumed from a fresh list; one that fails (a dropped, refused or reset connection, an
+API server restarting) reconnects with a capped, jittered back-off and lists again, and only
+``lost_contact_timeout`` seconds without the cluster end the wait, with
+:class:`ClusterUnreachableError` (the job may still run; nothing is recorded about it).
+
+A returned wait holds nothing: its watch and log streams are shut and their threads joined.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import queue
+import random
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +36,7 @@ from ascend.compute import (
     JobStatus,
 )
 from ascend.errors import (
+    ClusterUnreachableError,
     ComputeError,
     ImagePullError,
     JobEvictedError,
@@ -34,6 +44,7 @@ from ascend.errors import (
     OutOfMemoryError,
     UnschedulableError,
 )
+from ascend.job_ids import JOB_NAME_PREFIX
 from ascend.kubernetes.manifest import CONTAINER, job_name
 
 IMAGE_PULL_REASONS = frozenset(
@@ -41,7 +52,10 @@ IMAGE_PULL_REASONS = frozenset(
 )
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
-MAX_RECONNECTS = 5  # consecutive dropped watch connections before giving up
+LIST_TIMEOUT = (10.0, 30.0)  # connect and read seconds of a list: a hung one is a failure
+BACKOFF_FIRST = 0.2  # seconds before reconnecting after a failure; doubles, jittered
+BACKOFF_CAP = 5.0  # the longest pause between reconnections
+JOIN_SECONDS = 5.0  # how long a returning wait waits for its watch and log threads
 EXIT_DEADLINE = 7  # the runner's exit code when its watchdog stops an overrun
 
 
@@ -52,6 +66,7 @@ class KubernetesSettings:
     namespace: str = "default"
     pending_timeout: float = 300.0
     scale_up_timeout: float = 900.0
+    lost_contact_timeout: float = 120.0
     ttl_seconds: int = 300
     ttl_unattended_seconds: int = 86400
     env: dict[str, str] = field(default_factory=dict)
@@ -66,6 +81,9 @@ class _Tracked:
     request: JobRequest | None
     memory: str | None
     log_thread: threading.Thread | None = None
+    log_streams: _Streams | None = None
+    log_pod: str | None = None  # the pod whose log is printed, and how many bytes of it
+    log_printed: int = 0
     cancelled: bool = False
 
 
@@ -236,13 +254,20 @@ class KubernetesCompute(ComputeBackend):
         return f"{self.settings.namespace or 'ascend-users-' + user}/{job_name(job_id)}"
 
     def _tracked_for(self, handle: str) -> _Tracked:
+        """The handle's state, kept until :meth:`release` (a wait and a cancel share it)."""
         with self._lock:
             tracked = self._tracked.get(handle)
             if tracked is None:
-                namespace, _, name = handle.partition("/")
-                tracked = _Tracked(namespace, name, None, None)
-                self._tracked[handle] = tracked
+                tracked = self._tracked[handle] = self._lookup(handle)
             return tracked
+
+    def _lookup(self, handle: str) -> _Tracked:
+        """The handle's state if kept, else a new one that is not kept (one-off reads)."""
+        tracked = self._tracked.get(handle)
+        if tracked is None:
+            namespace, _, name = handle.partition("/")
+            tracked = _Tracked(namespace, name, None, None)
+        return tracked
 
     # -- wait --------------------------------------------------------------------------------
 
@@ -250,9 +275,16 @@ class KubernetesCompute(ComputeBackend):
         tracked = self._tracked_for(handle)
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop = threading.Event()
+        streams = _Streams()
+        contact = _Contact()
         watchers = [
-            threading.Thread(target=self._watch, args=("job", tracked, events, stop), daemon=True),
-            threading.Thread(target=self._watch, args=("pod", tracked, events, stop), daemon=True),
+            threading.Thread(
+                target=self._watch,
+                args=(kind, tracked, events, streams, contact, stop),
+                name=f"ascend-watch-{kind}",
+                daemon=True,
+            )
+            for kind in ("job", "pod")
         ]
         for watcher in watchers:
             watcher.start()
@@ -261,11 +293,20 @@ class KubernetesCompute(ComputeBackend):
         pending_limit = self.settings.pending_timeout
         scheduler_message = ""
         pod_status: dict[str, Any] | None = None
+        join_seconds = JOIN_SECONDS
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return JobStatus(RUNNING)
+                lost = contact.lost_since()
+                if lost is not None:  # judged here: a watcher may hang in a request
+                    since, failure = lost
+                    left = since + self.settings.lost_contact_timeout - time.monotonic()
+                    if left <= 0:
+                        join_seconds = 1.0  # a watcher stuck connecting must not delay this
+                        raise self._unreachable(tracked, failure, time.monotonic() - since)
+                    remaining = left if remaining is None else min(remaining, left)
                 if pending_since is not None:
                     left = pending_since + pending_limit - time.monotonic()
                     if left <= 0:
@@ -295,6 +336,8 @@ class KubernetesCompute(ComputeBackend):
                     continue
                 if kind == "error":
                     raise obj
+                if kind == "contact":
+                    continue  # a watch lost the cluster: the loop's head keeps the time
                 if kind == "gone":
                     return self._finished_without_trace(tracked)
                 if kind == "pod":
@@ -315,17 +358,32 @@ class KubernetesCompute(ComputeBackend):
                     if verdict is not None:
                         return verdict
         finally:
+            # A returned wait holds nothing: cut the watch streams (a thread blocked reading
+            # one wakes only when its socket is shut) and join the threads reading them.
             stop.set()
+            streams.close()
+            joined_by = time.monotonic() + join_seconds
+            for watcher in watchers:
+                watcher.join(max(0.0, joined_by - time.monotonic()))
+            self._stop_logs(tracked)
 
     def _watch(
         self,
         kind: str,
         tracked: _Tracked,
         events: queue.Queue[tuple[str, Any]],
+        streams: _Streams,
+        contact: _Contact,
         stop: threading.Event,
     ) -> None:
-        """List then watch one object kind, resuming after expiry (410 Gone), until stopped."""
-        from kubernetes import watch
+        """List, then watch from the list's version, until stopped.
+
+        Any transport failure (a refused or reset connection, a cut stream, a 5xx, an ERROR
+        event) and a watch the server ends early (a restart) are followed by a capped,
+        jittered back-off and a fresh list, so no change made while disconnected is missed
+        and a reset store is noticed; 410 Gone lists again at once. How long the cluster has
+        been out of reach goes to ``contact``: the waiter decides when that is too long.
+        """
         from kubernetes.client.exceptions import ApiException
 
         if kind == "job":
@@ -334,68 +392,163 @@ class KubernetesCompute(ComputeBackend):
         else:
             lister = self._core().list_namespaced_pod
             selector = {"label_selector": f"job-name={tracked.name}"}
+        transport = _transport_errors()
         resource_version: str | None = None
-        seen_job = False
-        failures = 0
-        try:
-            while not stop.is_set():
+        failing_since: float | None = None  # start of the current run of failures
+        attempts = 0  # failures since a watch last delivered something (sets the back-off)
+        while not stop.is_set():
+            failure: BaseException
+            try:
                 if resource_version is None:
-                    listing = lister(tracked.namespace, **selector)
+                    listing = lister(tracked.namespace, _request_timeout=LIST_TIMEOUT, **selector)
+                    if failing_since is not None:  # the cluster answers again
+                        failing_since = None
+                        contact.restored(kind)
                     resource_version = listing.metadata.resource_version
                     for item in listing.items:
-                        seen_job = True
                         events.put((kind, item))
                     if kind == "job" and not listing.items:
                         events.put(("gone", None))
                         return
-                stream = watch.Watch()
-                try:
-                    for event in stream.stream(
-                        lister,
-                        tracked.namespace,
-                        resource_version=resource_version,
-                        timeout_seconds=WATCH_SECONDS,
-                        # a connection that dies silently must not hang the caller
-                        _request_timeout=(10, WATCH_SECONDS + 30),
-                        **selector,
-                    ):
-                        if stop.is_set():
-                            return
-                        obj = event["object"]
-                        resource_version = obj.metadata.resource_version
-                        if event["type"] == "DELETED":
-                            if kind == "job" and seen_job:
-                                events.put(("gone", None))
-                                return
-                            continue
-                        events.put((kind, obj))
-                    failures = 0
-                except ApiException as error:
-                    if error.status == 410:
-                        resource_version = None  # expired: list again, then watch from there
-                        self.expired_watches += 1
-                        continue
-                    raise
-                except (OSError, ValueError, TimeoutError) as error:
-                    # a dropped or timed-out connection: watch again from a fresh list
-                    failures += 1
-                    if failures > MAX_RECONNECTS:
-                        raise ComputeError(f"the watch kept failing: {error}") from error
-                    resource_version = None
-                    stop.wait(min(5.0, 0.5 * failures))
-                finally:
-                    stream.stop()
-        except Exception as error:  # surfaced in the caller's thread
-            if not stop.is_set():
-                events.put(
-                    (
-                        "error",
-                        ComputeError(
-                            f"lost contact with the cluster while watching {tracked.name}: {error}",
-                            fix="check the cluster is reachable; ascend.attach(job_id) waits again",
-                        ),
-                    )
+                outcome, resource_version, delivered = self._follow(
+                    kind, lister, selector, tracked, resource_version, events, streams, stop
                 )
+                if delivered:
+                    attempts = 0
+                if outcome in ("stopped", "gone"):
+                    return
+                if outcome == "expired":
+                    resource_version = None  # list again, then watch from there
+                    self.expired_watches += 1
+                    continue
+                if outcome == "timeout":
+                    attempts = 0
+                    continue  # the server's timeoutSeconds: watch again from the last version
+                failure = ConnectionError("the server ended the watch early")
+            except ApiException as error:
+                if error.status == 410:
+                    resource_version = None
+                    self.expired_watches += 1
+                    continue
+                if not _transient(error.status):
+                    if not stop.is_set():
+                        events.put(
+                            ("error", _api_error(error, tracked.namespace, f"watch {kind}s"))
+                        )
+                    return
+                failure = error
+            except transport as error:
+                failure = error
+            except Exception as error:  # not the network: report it, do not retry it
+                if not stop.is_set():
+                    events.put(
+                        (
+                            "error",
+                            ComputeError(
+                                f"watching {tracked.name} failed: {type(error).__name__}: {error}"
+                            ),
+                        )
+                    )
+                return
+            if stop.is_set():
+                return
+            resource_version = None  # whatever happened meanwhile, a fresh list shows it
+            if failing_since is None:
+                failing_since = time.monotonic()
+                contact.lost(kind, failing_since, failure)
+                events.put(("contact", None))  # the waiter starts counting
+            else:
+                contact.lost(kind, failing_since, failure)
+            delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempts) * random.uniform(0.5, 1.0)
+            attempts += 1
+            stop.wait(delay)
+
+    def _follow(
+        self,
+        kind: str,
+        lister: Any,
+        selector: dict[str, str],
+        tracked: _Tracked,
+        resource_version: str | None,
+        events: queue.Queue[tuple[str, Any]],
+        streams: _Streams,
+        stop: threading.Event,
+    ) -> tuple[str, str | None, bool]:
+        """One watch request, its events put on the queue: ``(outcome, last version seen,
+        whether it delivered anything)``. Outcomes: ``timeout`` (the server's timeoutSeconds
+        passed: resume from the version), ``early`` (it ended sooner: the server went away),
+        ``expired`` (410 Gone), ``gone`` (the job was deleted), ``stopped``.
+
+        The stream is read raw (``_preload_content=False``) and registered with ``streams``
+        so that the waiter can shut it when it returns, instead of leaving it open until the
+        server's timeout.
+        """
+        api = self._api()
+        model = "V1Job" if kind == "job" else "V1Pod"
+        started = time.monotonic()
+        response = lister(
+            tracked.namespace,
+            watch=True,
+            resource_version=resource_version,
+            timeout_seconds=WATCH_SECONDS,
+            _preload_content=False,
+            # a connection that dies silently must not hang the caller
+            _request_timeout=(LIST_TIMEOUT[0], WATCH_SECONDS + 30),
+            **selector,
+        )
+        delivered = False
+        if not streams.add(response):
+            return "stopped", resource_version, delivered
+        try:
+            for line in _lines(response):
+                if stop.is_set():
+                    return "stopped", resource_version, delivered
+                event = json.loads(line)
+                raw = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if raw.get("code") == 410:
+                        return "expired", resource_version, delivered
+                    raise _WatchError(
+                        f"{raw.get('code')} {raw.get('reason')}: {raw.get('message')}"
+                    )
+                version = (raw.get("metadata") or {}).get("resourceVersion")
+                resource_version = version or resource_version
+                delivered = True
+                if event.get("type") == "BOOKMARK":
+                    continue
+                if event.get("type") == "DELETED":
+                    if kind == "job":
+                        events.put(("gone", None))
+                        return "gone", resource_version, delivered
+                    continue
+                events.put((kind, api.deserialize(_Body(json.dumps(raw)), model)))
+        finally:
+            streams.discard(response)
+            _close(response)
+        if stop.is_set():
+            return "stopped", resource_version, delivered
+        if time.monotonic() - started < WATCH_SECONDS - 1:
+            return "early", resource_version, delivered
+        return "timeout", resource_version, delivered
+
+    def _unreachable(
+        self, tracked: _Tracked, failure: BaseException, lost_for: float
+    ) -> ClusterUnreachableError:
+        job_id = (
+            tracked.request.job_id
+            if tracked.request is not None
+            else tracked.name.removeprefix(JOB_NAME_PREFIX)
+        )
+        return ClusterUnreachableError(
+            f"lost contact with the cluster for {lost_for:.0f} s while waiting for job "
+            f"{job_id} ({tracked.namespace}/{tracked.name}): {type(failure).__name__}: "
+            f"{failure}. The job may still be running: nothing was recorded about it.",
+            job_id=job_id,
+            unreachable_for=lost_for,
+            fix=f"once the cluster is reachable, ascend.attach({job_id!r}).result() waits "
+            f"again (or 'ascend jobs status {job_id}'); kubernetes.lost_contact_timeout "
+            "sets how long a call keeps reconnecting",
+        )
 
     def _pod_verdict(self, tracked: _Tracked, pod: Any, final: bool = False) -> JobStatus | None:
         """Evidence in a pod that the job has ended or never will.
@@ -543,7 +696,7 @@ class KubernetesCompute(ComputeBackend):
         """The Job's state now, from one GET (no watch): for ``done()`` and ``cancel()``."""
         from kubernetes.client.exceptions import ApiException
 
-        tracked = self._tracked_for(handle)
+        tracked = self._lookup(handle)
         try:
             job = self._batch().read_namespaced_job(tracked.name, tracked.namespace)
         except ApiException as error:
@@ -571,12 +724,21 @@ class KubernetesCompute(ComputeBackend):
         started = any(s.state and (s.state.running or s.state.terminated) for s in statuses)
         if not started:
             return
+        tracked.log_streams = _Streams()
         tracked.log_thread = threading.Thread(
-            target=self._stream_logs, args=(tracked, pod.metadata.name), daemon=True
+            target=self._stream_logs,
+            args=(tracked, pod.metadata.name, tracked.log_streams),
+            name="ascend-logs",
+            daemon=True,
         )
         tracked.log_thread.start()
 
-    def _stream_logs(self, tracked: _Tracked, pod_name: str) -> None:
+    def _stream_logs(self, tracked: _Tracked, pod_name: str, streams: _Streams) -> None:
+        """Print the pod's log as it grows. A wait that resumes (after ``result(timeout=...)``)
+        follows again from the start and skips what an earlier wait printed."""
+        if tracked.log_pod != pod_name:
+            tracked.log_pod, tracked.log_printed = pod_name, 0
+        skip = tracked.log_printed
         try:
             response = self._core().read_namespaced_pod_log(
                 pod_name,
@@ -585,41 +747,70 @@ class KubernetesCompute(ComputeBackend):
                 follow=True,
                 _preload_content=False,
             )
+        except Exception:
+            return  # the runner saves the log to storage; live output is a convenience
+        if not streams.add(response):
+            return
+        try:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in response.stream(65536):
+                if skip:
+                    chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                    if not chunk:
+                        continue
+                tracked.log_printed += len(chunk)
                 sys.stdout.write(decoder.decode(chunk))  # characters split across chunks survive
                 sys.stdout.flush()
         except Exception:
-            return  # the runner saves the log to storage; live output is a convenience
+            pass  # cut by the waiter, or the connection dropped: the runner saves the log
+        finally:
+            streams.discard(response)
+            _close(response)
 
     def _finish_logs(self, tracked: _Tracked) -> None:
+        """The job has ended: let the log stream print its end (it closes by itself)."""
         if tracked.log_thread is not None:
-            tracked.log_thread.join(5.0)
+            tracked.log_thread.join(JOIN_SECONDS)
+
+    def _stop_logs(self, tracked: _Tracked) -> None:
+        """Cut the log stream and join its thread, so a returned wait holds no stream."""
+        thread, streams = tracked.log_thread, tracked.log_streams
+        if thread is None:
+            return
+        if streams is not None:
+            streams.close()
+        thread.join(JOIN_SECONDS)
+        tracked.log_thread = tracked.log_streams = None
 
     def logs(self, handle: str) -> str:
         """The pod's log as the cluster still holds it ('' once the pod is gone)."""
-        tracked = self._tracked_for(handle)
+        tracked = self._lookup(handle)
         chunks = []
         for pod in self._pods(tracked):
             try:
-                text = (
-                    self._core()
-                    .read_namespaced_pod_log(
-                        pod.metadata.name,
-                        tracked.namespace,
-                        container=CONTAINER,
-                        _preload_content=False,
-                    )
-                    .data.decode("utf-8", errors="replace")
+                response = self._core().read_namespaced_pod_log(
+                    pod.metadata.name,
+                    tracked.namespace,
+                    container=CONTAINER,
+                    _preload_content=False,
                 )
             except Exception:  # a pod that never started has no log
                 continue
-            chunks.append(text)
+            try:
+                data = response.data
+            except Exception:  # cut off: the connection cannot be reused
+                _close(response)
+                continue
+            response.release_conn()  # read to the end: the connection goes back to the pool
+            chunks.append(data.decode("utf-8", errors="replace"))
         return "".join(chunks)
 
     def release(self, handle: str) -> None:
-        """The caller saved logs and result: let the cluster remove the Job soon (TTL)."""
-        self._shorten_ttl(self._tracked_for(handle))
+        """The caller saved logs and result: let the cluster remove the Job soon (TTL), and
+        forget the handle (nothing is kept per finished call)."""
+        with self._lock:
+            tracked = self._tracked.pop(handle, None)
+        self._shorten_ttl(tracked or self._lookup(handle))
 
     def _shorten_ttl(self, tracked: _Tracked) -> None:
         try:
@@ -648,6 +839,129 @@ class KubernetesCompute(ComputeBackend):
         except ApiException as error:
             if error.status != 404:
                 raise _api_error(error, tracked.namespace, "delete the job") from None
+
+
+class _WatchError(Exception):
+    """An ERROR event other than 410 Gone in a watch stream (retried like a dropped stream)."""
+
+
+@dataclass
+class _Body:
+    """What ``ApiClient.deserialize`` reads: a response's ``data``."""
+
+    data: str
+
+
+class _Contact:
+    """Since when each watch of a wait has been failing to reach the cluster, and why."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lost: dict[str, tuple[float, BaseException]] = {}
+
+    def lost(self, kind: str, since: float, failure: BaseException) -> None:
+        with self._lock:
+            self._lost[kind] = (since, failure)
+
+    def restored(self, kind: str) -> None:
+        with self._lock:
+            self._lost.pop(kind, None)
+
+    def lost_since(self) -> tuple[float, BaseException] | None:
+        """The longest current run of failures: when it began and its latest failure."""
+        with self._lock:
+            return min(self._lost.values(), key=lambda entry: entry[0], default=None)
+
+
+class _Streams:
+    """The open HTTP responses of one wait, so that the wait can cut them when it returns.
+
+    A thread blocked reading a stream wakes only when its socket is shut; closing the
+    response object from another thread is not enough.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()
+        self.closed = False
+
+    def add(self, response: Any) -> bool:
+        """Hold ``response``; when already closed, shut it at once and return False."""
+        with self._lock:
+            if not self.closed:
+                self._open.add(response)
+                return True
+        _shut(response)
+        _close(response)
+        return False
+
+    def discard(self, response: Any) -> None:
+        with self._lock:
+            self._open.discard(response)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            responses, self._open = list(self._open), set()
+        for response in responses:
+            _shut(response)
+
+
+def _shut(response: Any) -> None:
+    """Wake the thread reading ``response`` by shutting its socket; that thread closes it."""
+    try:
+        if hasattr(response, "shutdown"):  # urllib3 >= 2.3
+            response.shutdown()
+            return
+        sock = getattr(getattr(response, "_connection", None), "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already released or closed: nobody is blocked on it
+        pass
+
+
+def _close(response: Any) -> None:
+    """Close a raw response and its connection: a stream left half read cannot be reused."""
+    try:
+        response.close()
+        response.release_conn()
+    except Exception:
+        pass
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The non-empty lines of a newline-delimited stream, as chunks arrive."""
+    pending = b""
+    for chunk in response.stream(65536, decode_content=False):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped, refused, reset or cut connection raises through the client (urllib3's
+    errors are neither OSError nor ValueError), plus a garbled line and an ERROR event."""
+    import http.client
+
+    import urllib3.exceptions
+
+    return (
+        OSError,
+        ValueError,
+        http.client.HTTPException,
+        urllib3.exceptions.HTTPError,
+        _WatchError,
+    )
+
+
+def _transient(status: int | None) -> bool:
+    """An API answer worth retrying: no HTTP answer at all (status 0), throttling, or a server
+    error (an API server restarting answers 503 for a while)."""
+    return not status or status == 429 or status >= 500
 
 
 def _image_will_not_come(waiting: Any) -> bool:

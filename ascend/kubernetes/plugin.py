@@ -19,6 +19,11 @@ def _check_secret_env(value: dict[str, Any]) -> None:
             raise ValueError(f"{name}: expected 'secret-name/key', got {ref!r}")
 
 
+def _check_positive(value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"expected a number of seconds above 0, got {value!r}")
+
+
 @hookimpl
 def ascend_settings() -> Iterable[Setting]:
     return [
@@ -47,6 +52,15 @@ def ascend_settings() -> Iterable[Setting]:
             default=900.0,
             help="seconds a pod may wait for a node while the cluster autoscaler adds one "
             "(TriggeredScaleUp); GPU pools that scale from zero take 5-10 minutes",
+        ),
+        Setting(
+            "kubernetes.lost_contact_timeout",
+            float,
+            default=120.0,
+            help="seconds a waiting call keeps reconnecting to an unreachable cluster before it "
+            "raises ClusterUnreachableError (the job itself keeps running)",
+            validate=_check_positive,
+            fix="give a positive number of seconds",
         ),
         Setting(
             "kubernetes.ttl_seconds",
@@ -95,6 +109,7 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
         namespace=config.get("kubernetes.namespace") or "",
         pending_timeout=float(config.get("kubernetes.pending_timeout", 300.0)),
         scale_up_timeout=float(config.get("kubernetes.scale_up_timeout", 900.0)),
+        lost_contact_timeout=float(config.get("kubernetes.lost_contact_timeout", 120.0)),
         ttl_seconds=int(config.get("kubernetes.ttl_seconds", 300)),
         env={str(k): str(v) for k, v in config.get("kubernetes.env", {}).items()},
         secret_env={

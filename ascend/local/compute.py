@@ -153,12 +153,17 @@ class _SparePool:
 
 
 def _release(spare: subprocess.Popen[bytes]) -> None:
+    """Stop a spare and close its pipes (nothing reads them: left open, they would leak)."""
     try:
         if spare.stdin is not None:
             spare.stdin.close()  # EOF: the spare exits
         spare.wait(2)
     except (OSError, subprocess.TimeoutExpired):
         spare.kill()
+        spare.wait()
+    for pipe in (spare.stdout, spare.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 SPARES = _SparePool()
@@ -201,12 +206,14 @@ class LocalCompute(ComputeBackend):
         for process in [spare, None]:
             process = process or SPARES.spawn(self.python, cold_env)
             if process.poll() is not None:
+                _release(process)  # a spare that died: its pipes are still ours to close
                 continue
             try:
                 assert process.stdin is not None
                 process.stdin.write(message)
                 process.stdin.close()
             except OSError:
+                _release(process)
                 continue
             if self.warm_start:
                 SPARES.replenish(self.python)
@@ -290,7 +297,16 @@ class LocalCompute(ComputeBackend):
             code = job.process.wait()
         for thread in job.forwarders:
             thread.join(2.0)
+        job.forwarders = [t for t in job.forwarders if t.is_alive()]  # a grandchild holds a pipe
         return self._status(job, code)
+
+    def release(self, handle: str) -> None:
+        """The caller has the outcome: forget the finished job, so no call leaves anything
+        behind (its process object, its forwarder threads)."""
+        with self._lock:
+            job = self._jobs.get(handle)
+            if job is not None and job.process.returncode is not None:
+                del self._jobs[handle]
 
     def _status(self, job: _LocalJob, code: int) -> JobStatus:
         if job.cancelled:

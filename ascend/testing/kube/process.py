@@ -1,11 +1,14 @@
 """A container as a local process: its own session (so its whole tree can be signalled), its
-combined output kept as timestamped log lines, and a memory watch that SIGKILLs a session
-whose resident memory goes over its limit (the emulator's cgroup OOM killer).
+output kept as timestamped log lines (stdout and stderr read from pipes of their own, as a
+container runtime does, so that their lines never run into each other), and a memory watch
+that SIGKILLs a session whose resident memory goes over its limit (the emulator's cgroup OOM
+killer).
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -18,17 +21,22 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class ContainerLog:
-    """Whole lines with the time they were written; followers wait on it."""
+    """Whole lines with the time they were written; followers wait on it.
+
+    Each stream (stdout, stderr) keeps its own unfinished line until its newline arrives, so
+    a line is always from one stream: an unterminated ``print(..., end="")`` on stdout and a
+    line on stderr are two entries, not one glued line.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._entries: list[tuple[float, bytes]] = []
-        self._partial = b""
+        self._partial: dict[str, bytes] = {}
         self.closed = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, stream: str = "stdout") -> None:
         with self._cond:
-            *lines, self._partial = (self._partial + data).split(b"\n")
+            *lines, self._partial[stream] = (self._partial.get(stream, b"") + data).split(b"\n")
             stamp = time.time()
             for line in lines:
                 self._entries.append((stamp, line + b"\n"))
@@ -36,10 +44,15 @@ class ContainerLog:
                 self._cond.notify_all()
 
     def close(self) -> None:
+        """The container exited: keep its unfinished lines. Only the last may stay without a
+        newline (as the container left it); an earlier one would run into the next."""
         with self._cond:
-            if self._partial:
-                self._entries.append((time.time(), self._partial))
-                self._partial = b""
+            partials = [line for line in self._partial.values() if line]
+            self._partial.clear()
+            stamp = time.time()
+            for index, line in enumerate(partials):
+                last = index == len(partials) - 1
+                self._entries.append((stamp, line if last else line + b"\n"))
             self.closed = True
             self._cond.notify_all()
 
@@ -107,7 +120,7 @@ class ContainerProcess:
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
         )
@@ -116,16 +129,21 @@ class ContainerProcess:
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.popen.stdout is not None
-        fd = self.popen.stdout.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.log.feed(chunk)
+        """Drain stdout and stderr (one thread for both) into the log, each as its stream."""
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.popen.stdout.fileno(), selectors.EVENT_READ, "stdout")
+            selector.register(self.popen.stderr.fileno(), selectors.EVENT_READ, "stderr")
+            while selector.get_map():
+                for key, _ in selector.select():
+                    try:
+                        chunk = os.read(key.fd, 65536)
+                    except OSError:
+                        chunk = b""
+                    if chunk:
+                        self.log.feed(chunk, key.data)
+                    else:
+                        selector.unregister(key.fd)
         self.log.close()
 
     def poll(self) -> int | None:
@@ -141,8 +159,9 @@ class ContainerProcess:
         code = self.popen.wait()
         signal_session(self.pid, signal.SIGKILL)
         self._reader.join(5)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
+        for pipe in (self.popen.stdout, self.popen.stderr):
+            if pipe is not None:
+                pipe.close()
         if self.oom_killed:
             return 137
         return 128 - code if code < 0 else code

@@ -16,6 +16,9 @@ from ascend.testing.kube.messages import Response, Stream, parse_request
 
 class ApiServer(ConnectionServer):
     thread_name = "kube-api-conn"
+    # the listen backlog: socketserver's default of 5 drops (or resets) the connections of
+    # many clients that arrive at once, as a test with 100 concurrent callers does
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], counter: RequestCounter) -> None:
         super().__init__(address, ApiHandler)

@@ -77,9 +77,10 @@ def _events(
         except Expired as error:
             yield _event_line("ERROR", errors.ApiError(410, str(error), "Expired").status())
             return
-        if not changes:
-            yield b""
-            continue
+        # an empty chunk is not sent, but lets the server see a client that went away: also
+        # after changes that were not for this watch, or a busy store would keep dead
+        # watches (their threads and sockets) alive until it is idle
+        yield b""
         for change in changes:
             cursor = change.rv
             if change.resource != resource.plural:
