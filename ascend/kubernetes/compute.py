@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import queue
 import random
 import socket
@@ -56,6 +57,7 @@ LIST_TIMEOUT = (10.0, 30.0)  # connect and read seconds of a list: a hung one is
 BACKOFF_FIRST = 0.2  # seconds before reconnecting after a failure; doubles, jittered
 BACKOFF_CAP = 5.0  # the longest pause between reconnections
 JOIN_SECONDS = 5.0  # how long a returning wait waits for its watch and log threads
+WATCH_THREAD = "ascend-watch"  # watcher threads' name prefix
 EXIT_DEADLINE = 7  # the runner's exit code when its watchdog stops an overrun
 
 
@@ -272,6 +274,7 @@ class KubernetesCompute(ComputeBackend):
     # -- wait --------------------------------------------------------------------------------
 
     def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        _quiet_watch_retries()
         tracked = self._tracked_for(handle)
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop = threading.Event()
@@ -281,7 +284,7 @@ class KubernetesCompute(ComputeBackend):
             threading.Thread(
                 target=self._watch,
                 args=(kind, tracked, events, streams, contact, stop),
-                name=f"ascend-watch-{kind}",
+                name=f"{WATCH_THREAD}-{kind}",
                 daemon=True,
             )
             for kind in ("job", "pod")
@@ -850,6 +853,25 @@ class _Body:
     """What ``ApiClient.deserialize`` reads: a response's ``data``."""
 
     data: str
+
+
+class _WatchRetryFilter(logging.Filter):
+    """Drops urllib3's "Retrying ..." warnings from watcher threads: they retry on their own
+    with back-off, and an outage would otherwise print a few lines a second."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not threading.current_thread().name.startswith(WATCH_THREAD):
+            return True
+        return not record.getMessage().startswith("Retrying")
+
+
+_retry_filter = _WatchRetryFilter()
+
+
+def _quiet_watch_retries() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _retry_filter not in logger.filters:
+        logger.addFilter(_retry_filter)
 
 
 class _Contact:
