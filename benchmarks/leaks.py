@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from typing import Any
+from pathlib import Path
 
 from _common import compile_bytecode
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.process_figures import emulator_process, figures
+
 USER = "bench"
-
-
-def figures() -> tuple[int, int, int]:
-    """(threads, open file descriptors, resident KiB) of this process."""
-    with open("/proc/self/statm") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return (
-        threading.active_count(),
-        len(os.listdir("/proc/self/fd")),
-        resident_pages * os.sysconf("SC_PAGE_SIZE") // 1024,
-    )
 
 
 def measure(name: str, calls: int, warm_up: int) -> None:
@@ -63,48 +52,14 @@ def measure(name: str, calls: int, warm_up: int) -> None:
         (f"after {warm_up} calls", warm),
         (f"after {calls} calls", end),
     ):
-        print(f"  {label:24}{row[0]:>10}{row[1]:>10}{row[2]:>12}")
+        print(f"  {label:24}{row[0]:>10}{row[1]:>10}{row[2] // 1024:>12}")
     growth = [e - w for e, w in zip(end, warm, strict=True)]
     ratios = [e / w if w else float("nan") for e, w in zip(end, warm, strict=True)]
     print(
         f"  growth after the warm-up: threads {growth[0]:+d} (x{ratios[0]:.2f}), "
-        f"fds {growth[1]:+d} (x{ratios[1]:.2f}), RSS {growth[2]:+d} KiB (x{ratios[2]:.3f}), "
-        f"{growth[2] / max(1, calls - warm_up):.1f} KiB a call"
+        f"fds {growth[1]:+d} (x{ratios[1]:.2f}), RSS {growth[2] // 1024:+d} KiB (x{ratios[2]:.3f}), "
+        f"{growth[2] / 1024 / max(1, calls - warm_up):.1f} KiB a call"
     )
-
-
-def serve_emulator(work: str) -> tuple[subprocess.Popen[str], str]:
-    """The emulator in its own process; returns it and its kubeconfig path."""
-    kubeconfig = os.path.join(work, "kubeconfig")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ascend.testing.kube",
-            "serve",
-            "--port=0",
-            f"--kubeconfig={kubeconfig}",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # the URL
-    process.stdout.readline()  # the kubeconfig
-    from kubernetes import client, config
-
-    with config.new_client_from_config(config_file=kubeconfig) as api:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": f"ascend-users-{USER}"}})
-    return process, kubeconfig
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def main() -> None:
@@ -123,18 +78,15 @@ def main() -> None:
             ASCEND_CONFIG_DIR=work,
         )
         if args.provider in ("kubernetes", "both"):
-            emulator, kubeconfig = serve_emulator(work)
-            try:
+            with emulator_process(Path(work), f"ascend-users-{USER}") as kubeconfig:
                 os.environ.update(
                     ASCEND_CLOUD_PROVIDER="kubernetes",
-                    ASCEND_KUBERNETES_KUBECONFIG=kubeconfig,
+                    ASCEND_KUBERNETES_KUBECONFIG=str(kubeconfig),
                     ASCEND_IMAGES_RUNTIME="ascend-runtime:dev",  # preloaded on the node
                     # finished Jobs leave soon: an emulator keeping them all slows down
                     ASCEND_KUBERNETES_TTL_SECONDS="2",
                 )
                 measure("kubernetes (emulator)", args.calls, args.warm_up)
-            finally:
-                stop(emulator)
         if args.provider in ("local", "both"):
             os.environ["ASCEND_CLOUD_PROVIDER"] = "local"
             measure("local", args.calls, args.warm_up)

@@ -8,18 +8,15 @@ a thread). ``benchmarks/leaks.py`` prints the same figures for 1000 calls.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ascend import ascend
+
+from .process_figures import emulator_process, figures
 
 CALLS = 200
 WARM_UP = 20
@@ -31,17 +28,6 @@ pytestmark = pytest.mark.timeout(600)
 @ascend(timeout=60, stream_logs=False)
 def increment(x: int) -> int:
     return x + 1
-
-
-def figures() -> tuple[int, int, int]:
-    """(threads, open file descriptors, resident bytes) of this process."""
-    with open("/proc/self/statm") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return (
-        threading.active_count(),
-        len(os.listdir("/proc/self/fd")),
-        resident_pages * os.sysconf("SC_PAGE_SIZE"),
-    )
 
 
 def assert_flat(calls: int) -> None:
@@ -61,54 +47,20 @@ def assert_flat(calls: int) -> None:
     assert rss_after - rss <= max(0.05 * rss, 4 << 20), report
 
 
-@pytest.fixture
-def emulator_process(tmp_path: Path) -> Iterator[Path]:
-    """A Kubernetes emulator in its own process; yields its kubeconfig."""
-    kubeconfig = tmp_path / "kubeconfig"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ascend.testing.kube",
-            "serve",
-            "--port=0",
-            f"--kubeconfig={kubeconfig}",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # the URL: it serves
-        process.stdout.readline()  # the kubeconfig is written
-        yield kubeconfig
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
 def test_kubernetes_calls_leave_nothing_behind(
-    emulator_process: Path, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=str(emulator_process))
-    with api:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": f"ascend-users-{USER}"}})
+    kubeconfig = ExitStack()
+    emulator = kubeconfig.enter_context(emulator_process(tmp_path, f"ascend-users-{USER}"))
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
     monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
-    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator_process))
+    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator))
     monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", "ascend-runtime:dev")  # preloaded on the node
     monkeypatch.setenv("ASCEND_USERNAME", USER)
     # finished Jobs leave soon: an emulator keeping them all slows down
     monkeypatch.setenv("ASCEND_KUBERNETES_TTL_SECONDS", "2")
-    assert_flat(CALLS)
+    with kubeconfig:
+        assert_flat(CALLS)
 
 
 def test_local_calls_leave_nothing_behind(
