@@ -208,16 +208,24 @@ class RemoteFunction(Generic[P, R]):
     """A function that runs remotely when called; ``.local`` still runs it here."""
 
     def __init__(self, fn: Callable[P, R], options: CallOptions) -> None:
+        from ascend import interrupts
+
         self.fn = fn
         self.options = options
         functools.update_wrapper(self, fn)
+        # Decorating runs in the main thread (module level) even when calls are then made
+        # from a thread pool: Ctrl-C there must reach them (see ascend.interrupts).
+        interrupts.install()
 
     def __repr__(self) -> str:
         return f"<remote function {getattr(self.fn, '__qualname__', self.fn)!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run remotely and block until the result (or the exception) comes back."""
-        result: R = self.submit(*args, **kwargs).result()
+        from ascend import interrupts
+
+        with interrupts.guarding():  # from submission on, Ctrl-C cancels this call's job
+            result: R = self.submit(*args, **kwargs).result()
         return result
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:

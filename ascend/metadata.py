@@ -8,8 +8,9 @@ the client and the runner (object stores have no compare-and-swap):
 - ``status.json``: the runner, which owns the job's life: ``running``, then ``succeeded`` or
   ``failed`` with the failure's reason, times and exit code. It is right even when the client
   died.
-- ``verdict.json``: the client, only when it had to stop the job itself (cancelled, or killed
-  after its deadline).
+- ``verdict.json``: whoever stopped the job (cancelled, or killed after its deadline), written
+  once: the first verdict stands, and a canceller writes it before stopping the job, so the
+  job's waiter finds it and names the canceller.
 
 :func:`read` merges them into one view (:mod:`ascend.records` parses and checks each file
 into typed records first). A verdict counts unless the runner had already finished before it.
@@ -41,6 +42,7 @@ LOG_FILE = "logs.txt"
 
 class _Storage(Protocol):
     def read(self, path: str) -> bytes: ...
+    def exists(self, path: str) -> bool: ...
     def write(self, path: str, data: bytes, overwrite: bool = True) -> str: ...
 
 
@@ -69,10 +71,31 @@ def write_status(storage: _Storage, prefix: str, status: dict[str, Any]) -> None
     _write_json(storage, posixpath.join(prefix, STATUS_FILE), status)
 
 
-def write_verdict(storage: _Storage, prefix: str, status: str, reason: str, message: str) -> None:
-    """The client stopped the job: record why (``cancelled``, or ``failed`` past deadline)."""
-    verdict = {"status": status, "at": now(), "failure": {"reason": reason, "message": message}}
-    _write_json(storage, posixpath.join(prefix, VERDICT_FILE), verdict)
+def write_verdict(
+    storage: _Storage,
+    prefix: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    by: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> bool:
+    """A client stopped the job: record why (``cancelled``, or ``failed`` past deadline) and
+    who (``by``: user, host, pid). With ``overwrite=False`` a verdict already there stands (the
+    first to stop a job is its one writer) and nothing is written. Returns whether it wrote."""
+    path = posixpath.join(prefix, VERDICT_FILE)
+    if not overwrite and storage.exists(path):
+        return False
+    verdict: dict[str, Any] = {
+        "status": status,
+        "at": now(),
+        "failure": {"reason": reason, "message": message},
+    }
+    if by is not None:
+        verdict["by"] = by
+    _write_json(storage, path, verdict)
+    return True
 
 
 def read(storage: _Storage, prefix: str) -> dict[str, Any]:

@@ -394,8 +394,9 @@ def merge(
     submission: Submission, status: RunnerStatus | None, verdict: Verdict | None
 ) -> JobRecord:
     """One view of a job. The runner's status wins over the submission; a verdict counts unless
-    the runner had finished on its own before it (its "Terminated" is how a cancel looks from
-    inside, so that does not count as finishing first)."""
+    the runner finished on its own (its "Terminated" is how a cancel looks from inside, so that
+    does not count as finishing). A cancel is recorded before the job is stopped, so a runner
+    that still finished on its own, even after the verdict, won that race: its end stands."""
     raw: dict[str, Any] = {**submission.raw, **(status.raw if status else {})}
     raw["job_id"] = submission.job_id  # the directory's name, never a field's
     if verdict is not None:
@@ -404,16 +405,13 @@ def merge(
             and status.failure is not None
             and (status.failure.reason == "Terminated")
         )
-        runner_done_first = (
-            status is not None
-            and status.status in metadata.FINAL
-            and not terminated
-            and (status.finished_at is None or status.finished_at < verdict.at)
-        )
-        if not runner_done_first:
+        runner_done = status is not None and status.status in metadata.FINAL and not terminated
+        if not runner_done:
             raw["status"] = verdict.status
             raw["failure"] = verdict.raw.get("failure")
             raw.setdefault("finished_at", verdict.raw.get("at"))
+            if verdict.status == metadata.CANCELLED and isinstance(verdict.raw.get("by"), dict):
+                raw["cancelled_by"] = verdict.raw["by"]
     # Every value here was checked in the file it came from: reading it again cannot fail.
     fields = _Fields(raw, "the merged record")
     return JobRecord(

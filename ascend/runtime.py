@@ -117,10 +117,21 @@ class JobHandle:
     """
 
     def __init__(
-        self, job_id: str, backend: CloudBackend, prefix: str, handle: str, function: str
+        self,
+        job_id: str,
+        backend: CloudBackend,
+        prefix: str,
+        handle: str,
+        function: str,
+        *,
+        owned: bool = False,
+        stream_logs: bool = True,
     ) -> None:
         self.job_id = job_id
         self.function = function
+        #: Submitted by this process (Ctrl-C cancels it), not attached to (Ctrl-C detaches).
+        self.owned = owned
+        self.stream_logs = stream_logs
         self._backend = backend
         self._prefix = prefix
         self._handle = handle
@@ -147,19 +158,36 @@ class JobHandle:
         return self._backend.compute.status(self._handle).finished
 
     def cancel(self) -> None:
-        """Stop the job; it is recorded as cancelled. Cancelling a finished job does nothing."""
+        """Stop the job; it is recorded as cancelled, with who cancelled it. Cancelling a
+        finished job does nothing.
+
+        The verdict is written before the job is stopped, so whoever is waiting for the job
+        (this process or another) finds it when the job ends and raises
+        :class:`JobCancelledError` naming the canceller. A verdict already there (another
+        cancel, say) is kept: the verdict has one writer.
+        """
         if self._backend.compute.status(self._handle).finished:
             return
-        self._backend.compute.cancel(self._handle)  # the verdict only once that has worked
-        if self.metadata().get("status") in (metadata.SUCCEEDED,):
-            return  # it finished in the meantime
-        metadata.write_verdict(
-            self._backend.storage,
+        storage = self._backend.storage
+        who = _who_am_i(self._backend.config)
+        wrote = metadata.write_verdict(
+            storage,
             self._prefix,
             metadata.CANCELLED,
             "Cancelled",
-            "cancelled by the caller",
+            f"cancelled by {_describe(who)}",
+            by=who,
+            overwrite=False,
         )
+        try:
+            self._backend.compute.cancel(self._handle)
+        except BaseException:
+            if wrote:  # the job was not stopped: the record must not say it was
+                try:
+                    storage.delete(posixpath.join(self._prefix, metadata.VERDICT_FILE))
+                except Exception:
+                    pass
+            raise
 
     def logs(self) -> str:
         """Everything the function printed (stdout and stderr), as saved with the job.
@@ -188,13 +216,18 @@ class JobHandle:
             )
         return text
 
-    def result(self, timeout: float | None = None, *, cancel_on_interrupt: bool = True) -> Any:
+    def result(
+        self, timeout: float | None = None, *, cancel_on_interrupt: bool | None = None
+    ) -> Any:
         """Wait for the job (at most ``timeout`` seconds) and return its result.
 
         :raises TimeoutError: ``timeout`` passed and the job still runs (it keeps running).
-        :raises KeyboardInterrupt: on Ctrl-C, after cancelling the job unless
-            ``cancel_on_interrupt`` is false (a job someone else started, say).
+        :raises KeyboardInterrupt: on Ctrl-C. A job this process submitted is cancelled first
+            (``cancel_on_interrupt`` says otherwise); from an attached job the caller only
+            detaches, and a line says how to wait again or cancel it.
         """
+        if cancel_on_interrupt is None:
+            cancel_on_interrupt = self.owned
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError(f"job {self.job_id} is still running after {timeout:g} s")
         try:
@@ -231,11 +264,17 @@ class JobHandle:
     def _wait_for_outcome(
         self, timeout: float | None, cancel_on_interrupt: bool = True
     ) -> tuple[str, Any]:
+        from ascend import interrupts
+
+        interrupts.install()
         try:
-            status = self._backend.compute.wait(self._handle, timeout)
+            if cancel_on_interrupt:  # Ctrl-C in the main thread cancels it from any thread
+                with interrupts.guarding(self):
+                    status = self._backend.compute.wait(self._handle, timeout)
+            else:
+                status = self._backend.compute.wait(self._handle, timeout)
         except KeyboardInterrupt:
-            if cancel_on_interrupt:
-                self.cancel()
+            self._interrupted(cancel_on_interrupt)
             raise
         except JobError as error:  # the backend saw the job cannot finish: record why
             error.job_id = error.job_id or self.job_id
@@ -255,6 +294,31 @@ class JobHandle:
         self._record_verdict(failure)
         return "exception", failure
 
+    def _interrupted(self, cancel: bool) -> None:
+        """Ctrl-C while waiting: cancel the job (or only detach from it), and say which."""
+        import sys
+
+        if not cancel:
+            print(
+                f"[ascend] Ctrl-C: stopped waiting for job {self.job_id}; it keeps running. "
+                f"ascend.attach({self.job_id!r}).result() waits again; "
+                f"'ascend jobs cancel {self.job_id}' stops it.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        try:
+            self.cancel()
+        except Exception as error:
+            print(
+                f"[ascend] Ctrl-C: could not cancel job {self.job_id}: {error} "
+                f"('ascend jobs cancel {self.job_id}' stops it)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        print(f"[ascend] Ctrl-C: cancelled job {self.job_id}", file=sys.stderr, flush=True)
+
     def _record_verdict(self, error: JobError) -> None:
         """Write why the job ended without a result, unless the runner already said so."""
         try:
@@ -265,7 +329,13 @@ class JobHandle:
             final = metadata.CANCELLED if isinstance(error, JobCancelledError) else metadata.FAILED
             reason = str(error.evidence.get("reason") or type(error).__name__)
             metadata.write_verdict(
-                self._backend.storage, self._prefix, final, reason, error.message
+                self._backend.storage,
+                self._prefix,
+                final,
+                reason,
+                error.message,
+                by=_who_am_i(self._backend.config),
+                overwrite=False,  # a canceller's verdict, written first, stands
             )
         except Exception:  # the error matters more than its record
             pass
@@ -330,8 +400,12 @@ class JobHandle:
             "last_log_lines": self.logs().splitlines()[-LOG_TAIL_LINES:],
         }
         if status.state == CANCELLED or record.get("status") == metadata.CANCELLED:
+            by = record.get("cancelled_by")
+            who = "" if not isinstance(by, dict) or _is_me(by) else f" by {_describe(by)}"
+            if isinstance(by, dict):
+                evidence["cancelled_by"] = by
             return JobCancelledError(
-                f"job {self.job_id} was cancelled", job_id=self.job_id, evidence=evidence
+                f"job {self.job_id} was cancelled{who}", job_id=self.job_id, evidence=evidence
             )
         if status.state == TIMED_OUT or reason == "DeadlineExceeded":
             limit = record.get("resources", {}).get("timeout")
@@ -350,6 +424,20 @@ class JobHandle:
             evidence=evidence,
             fix=f"'ascend jobs logs {self.job_id}' shows the whole output",
         )
+
+
+def _who_am_i(config: Any) -> dict[str, Any]:
+    """Who stops a job, as its verdict records it."""
+    return {"user": current_user(config), "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _is_me(who: dict[str, Any]) -> bool:
+    return who.get("pid") == os.getpid() and who.get("host") == socket.gethostname()
+
+
+def _describe(who: dict[str, Any]) -> str:
+    """``alice on build-7 (pid 4242)``."""
+    return f"{who.get('user', '?')} on {who.get('host', '?')} (pid {who.get('pid', '?')})"
 
 
 def submit(
@@ -440,7 +528,13 @@ def submit(
         metadata.write_record(storage, prefix, record)  # the client is this file's only writer
     except Exception:  # the job runs: return its handle rather than orphan it
         pass
-    return JobHandle(job_id, backend, prefix, handle, function)
+    submitted = JobHandle(
+        job_id, backend, prefix, handle, function, owned=True, stream_logs=options.stream_logs
+    )
+    from ascend import interrupts
+
+    interrupts.adopt(submitted)  # a direct call in a worker thread: Ctrl-C reaches it now
+    return submitted
 
 
 def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
