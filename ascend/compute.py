@@ -81,6 +81,12 @@ class ComputeBackend(ABC):
         """The job's output as the backend holds it ('' when it keeps none)."""
         return ""
 
+    def shows_output(self, handle: str) -> bool:
+        """Whether :meth:`wait` passes the job's output on live itself (to the call shown by
+        :mod:`ascend.console`). When it does not, the caller follows the log the runner saves
+        in storage instead, a second or two behind."""
+        return False
+
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook, no-op default
         """The caller has saved what it needs (logs, result): the backend may clean up."""
 

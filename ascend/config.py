@@ -39,6 +39,7 @@ CONTROL_ENV_VARS = frozenset(
         "ASCEND_SKIP_BACKEND_CHECK",
         "ASCEND_CONFIG_DIR",
         "ASCEND_REQUIRE_SERVICES",
+        "ASCEND_QUIET",  # no status lines while calls wait (ascend.console)
     }
 )
 _TRUE = {"1", "true", "yes", "on"}

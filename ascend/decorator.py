@@ -222,9 +222,13 @@ class RemoteFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run remotely and block until the result (or the exception) comes back."""
-        from ascend import interrupts
+        from ascend import console, interrupts
 
-        with interrupts.guarding():  # from submission on, Ctrl-C cancels this call's job
+        function = getattr(self.fn, "__qualname__", repr(self.fn))
+        with (
+            interrupts.guarding(),  # from submission on, Ctrl-C cancels this call's job
+            console.showing(function, logs=self.options.stream_logs),  # its progress and output
+        ):
             result: R = self.submit(*args, **kwargs).result()
         return result
 

@@ -4,14 +4,21 @@ Configured by environment variables, so a pod needs only URIs, never payloads or
 
 - ``ASCEND_PACKAGE_URI`` (required): fsspec URI of the package; the scheme picks the backend.
 - ``ASCEND_RESULT_URI`` (required): where the result or the exception is written. Its directory
-  is the job's prefix, where ``metadata.json`` and ``logs.txt`` live too.
+  is the job's prefix, where ``metadata.json``, ``status.json`` and the log (``logs/``) live too.
 - ``ASCEND_TIMEOUT``: seconds; past it the runner records the deadline and stops the job even
   if no client is watching. ``ASCEND_RLIMIT_AS`` (bytes) and ``ASCEND_MEMORY`` (its label)
   cap the address space (local provider). ``ASCEND_STORAGE_OPTIONS``: JSON fsspec options.
 
 The package is verified (digest, then versions) before anything is unpickled. Everything the
-function prints goes live to the container's output and is saved as the job's log. The runner
-updates the job's status itself, so the record is right even when the client has died.
+function prints goes live to the container's output and into a local file, which is saved as the
+job's log while the job runs: every ``LOG_CHUNK_INTERVAL`` seconds the bytes written since the
+last save are appended as one more chunk under ``logs/`` (:mod:`ascend.logstore`; nothing saved
+is rewritten, and the log is read from the file by offset, never held in memory), and the last
+chunk when the job ends, also past its deadline. A chunk that cannot be written is retried with
+the next one, and ``status.json`` says why the logs could not be saved (``logs_error``) until
+they can again; after the last chunk it records the log's size (``logs_size``), which tells
+followers (``ascend jobs logs --follow``) that the log is complete. The runner updates the job's
+status itself, so the record is right even when the client has died.
 Imports: the standard library, cloudpickle and fsspec only (a test enforces it).
 """
 
@@ -42,7 +49,7 @@ EXIT_OUT_OF_MEMORY = 6
 EXIT_DEADLINE = 7
 EXIT_TERMINATED = 143
 EXPIRE_GRACE = 30.0  # seconds the watchdog may spend saving the verdict and logs
-LOG_UPLOAD_INTERVAL = 10.0
+LOG_CHUNK_INTERVAL = 1.5  # seconds between log chunks: the stored log is at most ~2 s behind
 
 
 class _Terminated(BaseException):
@@ -125,6 +132,7 @@ class Runner:
     """One job run: fetch, verify, call, record."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        from ascend import logstore
         from ascend.storage.local_files import storage_from_url
 
         missing = [n for n in ("ASCEND_PACKAGE_URI", "ASCEND_RESULT_URI") if not env.get(n)]
@@ -144,9 +152,9 @@ class Runner:
         )
         self.job_id = env.get("ASCEND_JOB_ID")
         self._log_dir = tempfile.mkdtemp(prefix="ascend-runner-")
-        self.log_path = os.path.join(self._log_dir, "logs.txt")
+        self.log_path = os.path.join(self._log_dir, "output.log")
         self.tee: _OutputTee | None = None
-        self._uploaded = 0
+        self._log_writer = logstore.ChunkWriter(self.store, "", self.log_path)
         self._upload_lock = threading.Lock()
         self._done = threading.Event()
         self._status: dict[str, Any] = {}
@@ -179,40 +187,42 @@ class Runner:
             except Exception as error:  # the record is best effort; the result is what matters
                 print(f"ascend runner: could not record the status: {error}", file=sys.__stderr__)
 
-    def upload_logs(self) -> None:
+    def upload_logs(self, last: bool = False) -> None:
+        """Append what the function printed since the last chunk as one more chunk (nothing
+        when it printed nothing new). ``last``: the log is complete; record its size."""
         with self._upload_lock:
             size = self.tee.size if self.tee else 0
-            if size == self._uploaded and self._uploaded:
-                return
+            error = None
             try:
-                with open(self.log_path, "rb") as log:
-                    self.store.write("logs.txt", log)
-                self._uploaded = size
-                if self._status.get("logs_error"):
-                    self._record_logs_error(None)
-            except Exception as error:
-                print(f"ascend runner: could not save logs: {error}", file=sys.__stderr__)
-                self._record_logs_error(str(error).splitlines()[0])
+                self._log_writer.flush(size)
+            except Exception as failure:  # retried with the next chunk, from the same offset
+                error = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+                if error != self._status.get("logs_error"):
+                    print(f"ascend runner: could not save logs: {error}", file=sys.__stderr__)
+            self._record_logs_error(error, self._log_writer.end if last else None)
 
-    def _record_logs_error(self, message: str | None) -> None:
+    def _record_logs_error(self, message: str | None, size: int | None = None) -> None:
         """Say in status.json that the logs could not be saved (or can be again), also after
-        the final state: the caller reports it rather than showing empty logs as all there is."""
-        from ascend import metadata
+        the final state: the caller reports it rather than showing empty logs as all there is.
+        ``size``: the saved log's size, recorded once the log is complete."""
+        from ascend import logstore, metadata
 
         with self._status_lock:
-            if self._status.get("logs_error") == message:
+            if self._status.get("logs_error") == message and size is None:
                 return
             if message is None:
                 self._status.pop("logs_error", None)
             else:
                 self._status["logs_error"] = message
+            if size is not None:
+                self._status[logstore.SIZE_FIELD] = size
             try:
                 metadata.write_status(self.store, "", dict(self._status))
             except Exception:  # the storage that lost the logs may refuse this too
                 pass
 
     def _upload_periodically(self) -> None:
-        while not self._done.wait(LOG_UPLOAD_INTERVAL):
+        while not self._done.wait(LOG_CHUNK_INTERVAL):
             self.upload_logs()
 
     def _write_outcome(self, writer: Callable[[Any, Any], None], value: Any) -> None:
@@ -384,7 +394,7 @@ class Runner:
             print(f"ascend runner: timeout of {timeout:g} s reached; stopping", file=sys.stderr)
             if self.tee:
                 self.tee.close(wait=0.5)
-            self.upload_logs()
+            self.upload_logs(last=True)
             _stop_now()  # our own process group's children go too
 
         timer = threading.Timer(timeout, expire)
@@ -396,7 +406,7 @@ class Runner:
         _stop_children()  # the job ends with its function: what it started ends too
         if self.tee is not None:
             self.tee.close()
-        self.upload_logs()
+        self.upload_logs(last=True)
         try:
             os.unlink(self.log_path)
             os.rmdir(self._log_dir)
@@ -604,7 +614,7 @@ def _wait_for_job() -> bool:
 def main() -> int:
     """Entry point; returns the process exit code (documented in EXIT_* constants)."""
     if "--wait-for-job" in sys.argv[1:]:
-        from ascend import metadata, wire  # noqa: F401 - the point is to import them now
+        from ascend import logstore, metadata, wire  # noqa: F401 - the point is to import them
         from ascend.storage import local_files  # noqa: F401
 
         if not _wait_for_job():

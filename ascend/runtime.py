@@ -195,11 +195,13 @@ class JobHandle:
         When the job could not save (all of) its logs, a :class:`LogsNotSavedWarning` says
         why, so what comes back is not taken for all there was.
         """
+        from ascend import logstore
+
         try:
-            text = self._backend.storage.read(
-                posixpath.join(self._prefix, metadata.LOG_FILE)
-            ).decode("utf-8", errors="replace")
-        except StorageNotFoundError:
+            text = logstore.read_logs(self._backend.storage, self._prefix).decode(
+                "utf-8", errors="replace"
+            )
+        except StorageNotFoundError:  # the job's storage went away while it was read
             text = ""
         try:
             lost = self.metadata().get("logs_error")
@@ -241,7 +243,10 @@ class JobHandle:
         return value
 
     def _wait(self, timeout: float | None, cancel_on_interrupt: bool = True) -> tuple[str, Any]:
-        outcome = self._wait_for_outcome(timeout, cancel_on_interrupt)
+        from ascend import console
+
+        with console.reuse_or_show(self.function, logs=self.stream_logs, job_id=self.job_id):
+            outcome = self._wait_for_outcome(timeout, cancel_on_interrupt)
         try:
             self._backend.compute.release(self._handle)
         except Exception:  # cleanup is the backend's business; the outcome stands
@@ -250,14 +255,14 @@ class JobHandle:
 
     def _keep_logs(self) -> None:
         """Save the backend's copy of the output when the runner could not (killed, OOM):
-        called only when the job produced no result."""
-        storage = self._backend.storage
-        path = posixpath.join(self._prefix, metadata.LOG_FILE)
+        called only when the job produced no result. What the backend holds beyond the saved
+        log is appended as one more chunk; nothing saved is rewritten."""
+        from ascend import logstore
+
         try:
-            saved = storage.read(path) if storage.exists(path) else b""
             held = self._backend.compute.logs(self._handle).encode("utf-8")
-            if len(held) > len(saved):
-                storage.write(path, held)
+            if held:
+                logstore.append_missing(self._backend.storage, self._prefix, held)
         except Exception:  # the logs are a convenience; never mask the outcome
             pass
 
@@ -270,9 +275,9 @@ class JobHandle:
         try:
             if cancel_on_interrupt:  # Ctrl-C in the main thread cancels it from any thread
                 with interrupts.guarding(self):
-                    status = self._backend.compute.wait(self._handle, timeout)
+                    status = self._compute_wait(timeout)
             else:
-                status = self._backend.compute.wait(self._handle, timeout)
+                status = self._compute_wait(timeout)
         except KeyboardInterrupt:
             self._interrupted(cancel_on_interrupt)
             raise
@@ -286,6 +291,9 @@ class JobHandle:
                 f"job {self.job_id} is still running after {timeout:g} s; it keeps running "
                 f"(ascend.attach({self.job_id!r}).result() waits again)"
             )
+        from ascend import console
+
+        console.report(console.DOWNLOADING)
         outcome = self._read_outcome()
         if outcome is not None:
             return outcome
@@ -293,6 +301,24 @@ class JobHandle:
         failure = self._no_result_error(status)
         self._record_verdict(failure)
         return "exception", failure
+
+    def _compute_wait(self, timeout: float | None) -> JobStatus:
+        """The backend's wait; the job's output shown from its saved log meanwhile when the
+        backend cannot pass it on itself (a local job another process started, say)."""
+        from ascend import console
+
+        compute = self._backend.compute
+        shown = console.current()
+        if shown is None or not shown.logs or timeout == 0 or compute.shows_output(self._handle):
+            return compute.wait(self._handle, timeout)
+        follower = _SavedOutput(self._backend.storage, self._prefix, shown)
+        finished = False
+        try:
+            status = compute.wait(self._handle, timeout)
+            finished = status.finished
+            return status
+        finally:
+            follower.close(finished)
 
     def _interrupted(self, cancel: bool) -> None:
         """Ctrl-C while waiting: cancel the job (or only detach from it), and say which."""
@@ -426,6 +452,54 @@ class JobHandle:
         )
 
 
+class _SavedOutput:
+    """Shows a job's output as its runner saves it (:func:`ascend.logstore.follow`), while a
+    wait lasts: for jobs whose compute cannot pass the output on live."""
+
+    JOIN_SECONDS = 10.0  # a finished job's last output is still being read: wait that long
+
+    def __init__(self, storage: Any, prefix: str, shown: Any) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._show, args=(storage, prefix, shown), name="ascend-follow", daemon=True
+        )
+        self._thread.start()
+
+    def _show(self, storage: Any, prefix: str, shown: Any) -> None:
+        import codecs
+
+        from ascend import logstore
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for data in logstore.follow(storage, prefix, sleep=self._stop.wait):
+                shown.write(decoder.decode(data))
+                if self._stop.is_set():
+                    return
+        except Exception as error:  # the output is a courtesy: the outcome is what counts
+            shown.write(f"[ascend] could not follow the job's saved output: {error}\n", "stderr")
+
+    def close(self, finished: bool) -> None:
+        """Stop following; a finished job's last output is shown first."""
+        if not finished:
+            self._stop.set()
+        self._thread.join(self.JOIN_SECONDS if finished else 2.0)
+        self._stop.set()
+
+
+class _Counting:
+    """A package being written, counting its bytes for the status line ("uploading 12.3 MB")."""
+
+    def __init__(self, target: Any, call: Any) -> None:
+        self._target = target
+        self._call = call
+
+    def write(self, data: bytes) -> int:
+        written = self._target.write(data)
+        self._call.uploaded += len(data)
+        return int(written if written is not None else len(data))
+
+
 def _who_am_i(config: Any) -> dict[str, Any]:
     """Who stops a job, as its verdict records it."""
     return {"user": current_user(config), "host": socket.gethostname(), "pid": os.getpid()}
@@ -448,7 +522,7 @@ def submit(
     backend: CloudBackend | None = None,
 ) -> JobHandle:
     """Package the call, store it, start it, and return its handle (does not wait)."""
-    from ascend import wire
+    from ascend import console, wire
     from ascend.backend import get_backend
     from ascend.job_ids import PROJECT_MAX, new_job_id, sanitize_name
 
@@ -462,6 +536,9 @@ def submit(
         project = str(config.get("project"))
     user = current_user(config)
     job_id = new_job_id(user, sanitize_name(project, PROJECT_MAX))
+    shown = console.current()  # a direct call shows its progress from here; submit() does not
+    if shown is not None and shown.job_id is None:
+        shown.set_job(job_id)
     prefix = metadata.job_prefix(user, job_id)
     storage = backend.storage
     cpu, memory = resolve_resources(options, backend.name)
@@ -491,8 +568,10 @@ def submit(
     compute.check(request)
     backend.validate_job(request)
     wire.check_arguments(fn, args, kwargs)
+    console.report(console.UPLOADING)
     with storage.open(posixpath.join(prefix, metadata.PACKAGE_FILE), "wb") as target:
-        wire.dump_package(target, fn, args, kwargs, job_id=job_id)
+        counted = target if shown is None else _Counting(target, shown)
+        wire.dump_package(counted, fn, args, kwargs, job_id=job_id)  # type: ignore[arg-type]
     function = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     record: dict[str, Any] = {
         "job_id": job_id,
@@ -523,6 +602,7 @@ def submit(
         )
         metadata.write_record(storage, prefix, record)
         raise
+    console.report(console.QUEUED)
     record["compute"] = {"backend": compute.name, "handle": handle}
     try:
         metadata.write_record(storage, prefix, record)  # the client is this file's only writer

@@ -192,6 +192,13 @@ def two_lines_with_pause():
     return "done"
 
 
+def count_lines(letter, n, pause=0.01):
+    for i in range(n):
+        print(f"{letter} {i}", flush=True)
+        time.sleep(pause)
+    return n
+
+
 def print_everywhere():
     print("out from function", flush=True)
     print("err from function", file=sys.stderr, flush=True)

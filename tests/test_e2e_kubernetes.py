@@ -145,6 +145,8 @@ def test_unschedulable_fails_after_pending_timeout_with_the_schedulers_message(
     kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ASCEND_KUBERNETES_PENDING_TIMEOUT", "2")
+    # as on a cluster whose bigger pool may grow from zero: no refusal at submit (test_capacity)
+    monkeypatch.setenv("ASCEND_KUBERNETES_CAPACITY_CHECK", "false")
     started = time.monotonic()
     handle = too_big.submit()
     with pytest.raises(UnschedulableError) as caught:

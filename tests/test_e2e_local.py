@@ -919,8 +919,7 @@ def test_job_record_describes_the_run(local: Path, monkeypatch: pytest.MonkeyPat
     parts = parse_job_id(handle.job_id)
     assert (parts.user, parts.project) == ("bob-x", "my-proj")
     directory = local / "users" / "bob-x" / "jobs" / handle.job_id
-    assert sorted(p.name for p in directory.iterdir()) == [
-        "logs.txt",
+    assert sorted(p.name for p in directory.iterdir()) == [  # it printed nothing: no log chunk
         "metadata.json",
         "package.pkl",
         "result.pkl",
@@ -1180,8 +1179,7 @@ def test_storage_plugin_layers_over_the_local_provider(local: Path, tmp_path: Pa
     assert written[0] == f"{job}/package.pkl"
     assert f"{job}/metadata.json" in written
     assert set(written) == {f"{job}/package.pkl", f"{job}/metadata.json"}
-    assert sorted(p.name for p in (recording / job).iterdir()) == [
-        "logs.txt",
+    assert sorted(p.name for p in (recording / job).iterdir()) == [  # nothing printed: no log
         "metadata.json",
         "package.pkl",
         "result.pkl",

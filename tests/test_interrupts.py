@@ -12,9 +12,6 @@ import getpass
 import os
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,9 @@ import pytest
 import ascend
 from ascend.job_ids import sanitize_name
 
+from .clients import client_env, finish, start
 from .test_e2e_local import (
     alive,
-    client_env,
     job_dir,
     read_metadata,
     wait_gone,
@@ -35,35 +32,7 @@ from .test_e2e_local import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[1]
 SLEEPER = "ascend.ascend(timeout=120, stream_logs=False)(f.sleep_then_return)"
-
-
-def client(
-    tmp_path: Path, body: str, env: dict[str, str], name: str = "client.py"
-) -> subprocess.Popen[str]:
-    script = tmp_path / name
-    script.write_text(
-        "import concurrent.futures\nimport ascend\nfrom ascend.errors import JobCancelledError\n"
-        "from tests import e2e_functions as f\n" + textwrap.dedent(body)
-    )
-    return subprocess.Popen(
-        [sys.executable, str(script)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
-    try:
-        return process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def running_jobs(storage: Path) -> list[str]:
@@ -96,7 +65,7 @@ def me() -> str:
 
 
 def test_ctrl_c_cancels_calls_waiting_in_worker_threads(local: Path, tmp_path: Path) -> None:
-    process = client(
+    process = start(
         tmp_path,
         f"""
         sleeper = {SLEEPER}
@@ -105,7 +74,7 @@ def test_ctrl_c_cancels_calls_waiting_in_worker_threads(local: Path, tmp_path: P
             for future in futures:
                 print(future.result())
         """,
-        client_env(local),
+        client_env(),
     )
     try:
         wait_until(lambda: len(running_jobs(local)) == 3, 30, "three running jobs")
@@ -128,14 +97,14 @@ def test_ctrl_c_cancels_calls_waiting_in_worker_threads(local: Path, tmp_path: P
 
 
 def test_ctrl_c_in_the_main_thread_says_which_job_it_cancelled(local: Path, tmp_path: Path) -> None:
-    process = client(
+    process = start(
         tmp_path,
         f"""
         handle = {SLEEPER}.submit(60, "never")
         print(handle.job_id, flush=True)
         handle.result()
         """,
-        client_env(local),
+        client_env(),
     )
     assert process.stdout is not None
     job_id = process.stdout.readline().strip()
@@ -151,7 +120,7 @@ def test_ctrl_c_in_the_main_thread_says_which_job_it_cancelled(local: Path, tmp_
 
 
 def test_a_handler_the_program_installed_is_left_alone(local: Path, tmp_path: Path) -> None:
-    process = client(
+    process = start(
         tmp_path,
         f"""
         import signal
@@ -160,7 +129,7 @@ def test_a_handler_the_program_installed_is_left_alone(local: Path, tmp_path: Pa
         print(handle.job_id, flush=True)
         print(handle.result(), flush=True)
         """,
-        client_env(local),
+        client_env(),
     )
     assert process.stdout is not None
     job_id = process.stdout.readline().strip()
@@ -176,10 +145,10 @@ def test_a_handler_the_program_installed_is_left_alone(local: Path, tmp_path: Pa
 
 def start_detached_job(local: Path, tmp_path: Path) -> tuple[str, int]:
     """A job whose submitting client has exited: it belongs to no waiting process."""
-    process = client(
+    process = start(
         tmp_path,
         f"print({SLEEPER}.submit(60, 'never').job_id)",
-        client_env(local),
+        client_env(),
         name="submitter.py",
     )
     stdout, stderr = finish(process)
@@ -193,13 +162,13 @@ def test_ctrl_c_on_an_attached_handle_detaches_and_says_how_to_come_back(
 ) -> None:
     job_id, pid = start_detached_job(local, tmp_path)
     try:
-        process = client(
+        process = start(
             tmp_path,
             f"""
             print("waiting", flush=True)
             ascend.attach({job_id!r}).result()
             """,
-            client_env(local),
+            client_env(),
         )
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "waiting"
@@ -227,7 +196,7 @@ def wait_for_cancel_by_someone_else(
     env: dict[str, str], tmp_path: Path, canceller: Any, job_ready: Any
 ) -> tuple[str, str]:
     """A client waits for its job; this process cancels it; returns (job id, client output)."""
-    process = client(
+    process = start(
         tmp_path,
         f"""
         handle = {SLEEPER}.submit(60, "never")
@@ -258,7 +227,7 @@ def expected_line(job_id: str, user: str) -> str:
 
 def test_a_cancel_from_another_process_names_who_cancelled(local: Path, tmp_path: Path) -> None:
     job_id, stdout = wait_for_cancel_by_someone_else(
-        client_env(local),
+        client_env(),
         tmp_path,
         lambda job: ascend.attach(job).cancel(),
         lambda job: wait_running(local, job),
@@ -276,7 +245,7 @@ def test_a_cancel_from_another_process_on_kubernetes(
 
     kube = make_kube_emulator()
     configure(monkeypatch, kube, f"file://{tmp_path}/store")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = client_env()
 
     def running(job_id: str) -> None:
         from kubernetes import client as kube_client

@@ -79,7 +79,8 @@ def test_a_full_disk_is_a_storage_error_naming_the_package_and_leaves_nothing(
 
 def loses_its_logs() -> int:
     result = os.environ["ASCEND_RESULT_URI"].removeprefix("file://")
-    os.mkdir(os.path.join(os.path.dirname(result), "logs.txt"))  # the logs cannot land
+    with open(os.path.join(os.path.dirname(result), "logs"), "w"):
+        pass  # a file where the log's chunks go: the logs cannot land
     print("this line is not saved")
     return 42
 
@@ -95,7 +96,7 @@ def test_logs_that_could_not_be_saved_are_in_the_record_and_told_to_the_caller(
     monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(tmp_path / "jobs"))
     handle = remote(stream_logs=False)(loses_its_logs).submit()
     assert handle.result(timeout=60) == 42  # the result is not lost with the logs
-    assert "logs.txt" in handle.metadata()["logs_error"]
+    assert "logs/000000000000.txt" in handle.metadata()["logs_error"]
     with pytest.warns(LogsNotSavedWarning, match=f"job {handle.job_id} could not save its logs"):
         assert handle.logs() == ""
     ran = CliRunner().invoke(cli, ["jobs", "logs", handle.job_id])

@@ -366,3 +366,67 @@ def test_an_emulator_restart_that_loses_the_job_ends_the_wait_with_the_truth(
     assert kind == "error" and isinstance(error, JobFailedError), error
     assert "no longer exists" in str(error)
     assert handle.metadata()["status"] == "failed"
+
+
+# -- requests other than the watch ----------------------------------------------------------
+
+
+def jobs_in(kube: KubeEmulator) -> list[str]:
+    from kubernetes import client as kube_client
+
+    listing = kube_client.BatchV1Api(kube.api_client()).list_namespaced_job(NAMESPACE)
+    return [job.metadata.name for job in listing.items]
+
+
+def test_a_submit_while_the_cluster_is_briefly_away_creates_one_job(proxied: Any) -> None:
+    kube, proxy = proxied()
+    proxy.down()
+    threading.Timer(0.5, proxy.up).start()  # back before the third send
+    handle = nap.submit(0)
+    assert jobs_in(kube) == [f"ascend-{handle.job_id}"]
+    assert handle.result(timeout=60) == "rested"
+
+
+def test_a_submit_to_an_unreachable_cluster_is_a_typed_error_naming_the_server(
+    proxied: Any,
+) -> None:
+    kube, proxy = proxied()
+    proxy.down()
+    start = time.monotonic()
+    with pytest.raises(ClusterUnreachableError) as caught:
+        nap.submit(0)
+    assert time.monotonic() - start < 20
+    message = str(caught.value)
+    assert f"could not reach the Kubernetes API server at http://127.0.0.1:{proxy.port}" in message
+    assert "to create the job" in message
+    assert "kubectl cluster-info" in message
+    assert "urllib3" not in type(caught.value).__module__
+    proxy.up()
+    assert jobs_in(kube) == []
+
+
+def test_a_cancel_that_cannot_reach_the_cluster_leaves_no_cancelled_record(
+    proxied: Any,
+) -> None:
+    _, proxy = proxied()
+    handle = nap.submit(5)
+    wait_for(lambda: handle.metadata()["status"] == "running")
+    proxy.down()
+    with pytest.raises(ClusterUnreachableError, match="to read the job"):
+        handle.cancel()
+    proxy.up()
+    assert handle.metadata()["status"] == "running"  # nothing was stopped, nothing recorded
+    assert handle.result(timeout=60) == "rested"
+
+
+def test_a_refused_cancel_takes_back_its_verdict(proxied: Any, tmp_path: Path) -> None:
+    kube, _ = proxied()
+    handle = nap.submit(3)
+    wait_for(lambda: handle.metadata()["status"] == "running")
+    kube.forbid("delete", "jobs")
+    with pytest.raises(ComputeError, match="refused to delete the job"):
+        handle.cancel()
+    assert handle.metadata()["status"] == "running"
+    assert not list(tmp_path.rglob(f"{handle.job_id}/verdict.json"))
+    kube.allow("delete", "jobs")
+    assert handle.result(timeout=60) == "rested"

@@ -19,10 +19,19 @@ def admin() -> None:
 )
 def add_user(name: str, project: bool) -> None:
     """Create (idempotently) the namespace of user NAME with its service account, a Role that
-    may run jobs and read their pods, logs and events, and the RoleBinding."""
+    may run jobs and read their pods, logs and events, and the RoleBinding; and let NAME and
+    that service account read nodes (the ClusterRole ascend-node-reader and a
+    ClusterRoleBinding ascend-node-reader-NAMESPACE), so that a call asking for more than any
+    node has fails at once. What was created in the namespace is printed on stdout, what was
+    created cluster-wide on stderr."""
     from ascend.backend import get_backend
     from ascend.job_ids import PROJECT_MAX, USER_MAX, sanitize_name
-    from ascend.kubernetes.admin import ensure_namespace, project_namespace, user_namespace
+    from ascend.kubernetes.admin import (
+        ensure_namespace,
+        ensure_node_reader,
+        project_namespace,
+        user_namespace,
+    )
     from ascend.kubernetes.compute import KubernetesCompute
 
     compute = get_backend().compute
@@ -36,7 +45,12 @@ def add_user(name: str, project: bool) -> None:
     else:
         namespace = user_namespace(sanitize_name(name, USER_MAX))
     created = ensure_namespace(compute._api(), namespace, subject=name)
+    cluster = ensure_node_reader(compute._api(), namespace, subject=name)
     if created:
         click.echo(f"{namespace}: created {', '.join(created)}")
+    elif cluster:
+        click.echo(f"{namespace}: namespace already set up")
     else:
         click.echo(f"{namespace}: already set up, nothing to do")
+    if cluster:  # stderr: stdout stays the one line about the namespace
+        click.echo(f"cluster: created {', '.join(cluster)} (read on nodes)", err=True)

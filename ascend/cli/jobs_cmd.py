@@ -72,8 +72,7 @@ def _job_ids(storage: Any, root: str) -> list[str]:
     else stored there is not a job and is left out."""
     from ascend.job_ids import is_job_id
 
-    names = {path[len(root) + 1 :].split("/", 1)[0] for path in storage.list(root)}
-    return sorted((name for name in names if is_job_id(name)), reverse=True)
+    return sorted((name for name in storage.children(root) if is_job_id(name)), reverse=True)
 
 
 def _time(moment: datetime | None) -> str:
@@ -202,8 +201,24 @@ def status(job_id: str, as_json: bool) -> None:
 
 @jobs.command("logs")
 @click.argument("job_id")
-def logs(job_id: str) -> None:
-    """Print everything the job printed (saved with the job, also after it ended)."""
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing the job's output as it arrives, until the job ends.",
+)
+def logs(job_id: str, follow: bool) -> None:
+    """Print everything the job printed (saved with the job, also after it ended).
+
+    With --follow, print what is saved so far, then new output as the job writes it (the
+    runner saves it every second or two), and stop by itself once the job has ended and its
+    last output is printed. It reads the job's storage only, so it works from any machine
+    with the same configuration, for a job started anywhere. Ctrl-C stops following (exit
+    code 130); the job keeps running.
+    """
+    if follow:
+        _follow_logs(job_id)
+        return
     import warnings
 
     from ascend.runtime import LogsNotSavedWarning
@@ -217,6 +232,52 @@ def logs(job_id: str) -> None:
             click.echo(f"ascend: warning: {warning.message}", err=True)
 
 
+def _logs_lost_warning(job_id: str, lost: object) -> None:
+    """The warning of ``JobHandle.logs()`` when the job could not save (all of) its logs."""
+    click.echo(
+        f"ascend: warning: job {job_id} could not save its logs: {lost}; what is shown may be "
+        "incomplete",
+        err=True,
+    )
+
+
+def _follow_logs(job_id: str) -> None:
+    """``ascend jobs logs --follow``: the saved log, then each new chunk, until the job ends.
+
+    Storage only (no compute backend is asked): the record says when the job has ended."""
+    import codecs
+
+    from ascend import logstore, metadata
+    from ascend.job_ids import parse_job_id
+
+    record = _record(job_id)  # an unknown job or a damaged record is an error, before waiting
+    storage = _backend().storage
+    prefix = metadata.job_prefix(parse_job_id(job_id).user, job_id)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks may cut a char
+    warned = False
+    if record.raw.get("logs_error"):
+        _logs_lost_warning(job_id, record.raw["logs_error"])
+        warned = True
+    try:
+        for data in logstore.follow(storage, prefix):
+            click.echo(decoder.decode(data), nl=False)  # echo flushes: shown as it arrives
+        click.echo(decoder.decode(b"", final=True), nl=False)
+    except KeyboardInterrupt:
+        click.echo(
+            f"ascend: stopped following job {job_id}; the job keeps running "
+            f"('ascend jobs cancel {job_id}' stops it)",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
+    if not warned:
+        try:
+            lost = metadata.read(storage, prefix).get("logs_error")
+        except (FileNotFoundError, ValueError):
+            lost = None
+        if lost:
+            _logs_lost_warning(job_id, lost)
+
+
 @jobs.command("result")
 @click.argument("job_id")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait if it still runs.")
@@ -226,6 +287,7 @@ def result(job_id: str, timeout: float | None) -> None:
     Exits 1 when the job failed.
     """
     handle = _handle(job_id)
+    handle.stream_logs = False  # stdout is for the result: 'ascend jobs logs' shows the output
     try:
         value = handle.result(timeout=timeout, cancel_on_interrupt=False)
     except TimeoutError as error:

@@ -23,6 +23,11 @@ RULES = [
     },
 ]
 
+NODE_READER = "ascend-node-reader"  # lets a call compare its request with the nodes' sizes
+NODE_READER_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+RBAC_GROUP = "rbac.authorization.k8s.io"
+SERVICE_ACCOUNT = "ascend"
+
 
 def user_namespace(user: str) -> str:
     return f"ascend-users-{user}"
@@ -42,7 +47,7 @@ def ensure_namespace(api_client: Any, namespace: str, subject: str) -> list[str]
 
     core = client.CoreV1Api(api_client)
     rbac = client.RbacAuthorizationV1Api(api_client)
-    service_account = "ascend"
+    service_account = SERVICE_ACCOUNT
     steps = [
         (
             "namespace",
@@ -106,6 +111,57 @@ def ensure_namespace(api_client: Any, namespace: str, subject: str) -> list[str]
         if _created(create, what, namespace):
             created.append(what)
     return created
+
+
+def node_reader_binding(namespace: str) -> str:
+    """The ClusterRoleBinding granting read on nodes to the user or project of ``namespace``."""
+    return f"{NODE_READER}-{namespace}"
+
+
+def ensure_node_reader(api_client: Any, namespace: str, subject: str) -> list[str]:
+    """Let ``subject`` and the service account of ``namespace`` read nodes (cluster-wide, read
+    only), so a call larger than any node fails at once instead of after pending_timeout:
+    the ClusterRole :data:`NODE_READER` and a ClusterRoleBinding named after the namespace,
+    each created if missing. Returns what was created (empty when both existed)."""
+    from kubernetes import client
+
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    binding = node_reader_binding(namespace)
+    steps = [
+        (
+            f"cluster role {NODE_READER}",
+            lambda: rbac.create_cluster_role(
+                {
+                    "apiVersion": f"{RBAC_GROUP}/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {
+                        "name": NODE_READER,
+                        "labels": {"app.kubernetes.io/managed-by": "ascend"},
+                    },
+                    "rules": NODE_READER_RULES,
+                }
+            ),
+        ),
+        (
+            f"cluster role binding {binding}",
+            lambda: rbac.create_cluster_role_binding(
+                {
+                    "apiVersion": f"{RBAC_GROUP}/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {
+                        "name": binding,
+                        "labels": {"app.kubernetes.io/managed-by": "ascend"},
+                    },
+                    "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": NODE_READER},
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace},
+                        {"kind": "User", "name": subject, "apiGroup": RBAC_GROUP},
+                    ],
+                }
+            ),
+        ),
+    ]
+    return [what for what, create in steps if _created(create, what, "the cluster")]
 
 
 def _created(create: Any, what: str, namespace: str) -> bool:

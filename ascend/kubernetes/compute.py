@@ -19,7 +19,6 @@ import logging
 import queue
 import random
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +55,7 @@ WATCH_SECONDS = 60  # server-side watch timeout; a new watch starts after it
 LIST_TIMEOUT = (10.0, 30.0)  # connect and read seconds of a list: a hung one is a failure
 BACKOFF_FIRST = 0.2  # seconds before reconnecting after a failure; doubles, jittered
 BACKOFF_CAP = 5.0  # the longest pause between reconnections
+CREATE_ATTEMPTS = 4  # sends of a create whose answer may have been lost
 JOIN_SECONDS = 5.0  # how long a returning wait waits for its watch and log threads
 WATCH_THREAD = "ascend-watch"  # watcher threads' name prefix
 EXIT_DEADLINE = 7  # the runner's exit code when its watchdog stops an overrun
@@ -74,6 +74,7 @@ class KubernetesSettings:
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)
     service_account: str | None = None
+    capacity_check: bool = True  # refuse at once a request larger than any node (capacity.py)
 
 
 @dataclass
@@ -128,6 +129,9 @@ class KubernetesCompute(ComputeBackend):
         self._client: Any = None
         self._tracked: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
+        from ascend.kubernetes.capacity import NodeLister
+
+        self._nodes = NodeLister(self._core)  # the node list check() reads, kept 30 s
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -149,15 +153,72 @@ class KubernetesCompute(ComputeBackend):
 
     # -- submit ------------------------------------------------------------------------------
 
+    def check(self, request: JobRequest) -> None:
+        """Refuse, before anything is uploaded, a request no node can ever hold: larger than
+        the allocatable resources of every node its pod may go on (one node LIST, kept 30 s;
+        no verdict when nodes cannot be listed or none matches). See
+        :mod:`ascend.kubernetes.capacity`; ``kubernetes.capacity_check: false`` turns it off.
+        """
+        if not self.settings.capacity_check:
+            return
+        from ascend.kubernetes.capacity import check_fits
+
+        _, manifest = self._manifest(request)  # the pod the scheduler will see, hooks applied
+        check_fits(request, manifest["spec"]["template"]["spec"], self._nodes)
+
     def submit(self, request: JobRequest) -> str:
+        namespace, manifest = self._manifest(request)
+        if not self._create(namespace, manifest):
+            raise ComputeError(
+                f"a Job named {manifest['metadata']['name']} already exists in {namespace}",
+                fix="submit the call again: it gets a new job id",
+            )
+        return self._track(namespace, manifest, request)
+
+    def _create(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create the Job; False when one of that name exists already. A request that may not
+        have arrived (no answer, a reset, 429 or 5xx) is sent again after a short pause: Job
+        names are unique per call, so AlreadyExists after a resend means it did arrive."""
         from kubernetes.client.exceptions import ApiException
 
-        namespace, manifest = self._manifest(request)
+        transport = _transport_errors()
+        for attempt in range(CREATE_ATTEMPTS):
+            resent = attempt > 0
+            try:
+                self._batch().create_namespaced_job(
+                    namespace, manifest, _request_timeout=LIST_TIMEOUT
+                )
+                return True
+            except ApiException as error:
+                if error.status == 409:
+                    return resent
+                if not _transient(error.status) or attempt == CREATE_ATTEMPTS - 1:
+                    raise _api_error(error, namespace, "create the job") from None
+            except transport as error:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise self._no_cluster("create the job", error) from None
+            time.sleep(BACKOFF_FIRST * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _request(self, action: str, namespace: str, send: Any) -> Any:
+        """One API request, with the cluster's refusal, or its absence, as a typed error."""
+        from kubernetes.client.exceptions import ApiException
+
         try:
-            self._batch().create_namespaced_job(namespace, manifest)
+            return send()
         except ApiException as error:
-            raise _api_error(error, namespace, "create the job") from None
-        return self._track(namespace, manifest, request)
+            raise _api_error(error, namespace, action) from None
+        except _transport_errors() as error:
+            raise self._no_cluster(action, error) from None
+
+    def _no_cluster(self, action: str, error: BaseException) -> ClusterUnreachableError:
+        host = getattr(getattr(self._client, "configuration", None), "host", None) or "?"
+        return ClusterUnreachableError(
+            f"could not reach the Kubernetes API server at {host} to {action}: "
+            f"{type(error).__name__}: {error}",
+            fix="check the network (a VPN?), the server in your kubeconfig, and that the "
+            "cluster is up ('kubectl cluster-info' tells)",
+        )
 
     def submit_shared(
         self,
@@ -169,7 +230,6 @@ class KubernetesCompute(ComputeBackend):
         """Start the Job ``name`` running ``command``, or join the one of that name already
         running (AlreadyExists). Returns ``(handle, created)``. Builder Jobs are named after
         the image they build, so two callers needing one image share one build."""
-        from kubernetes.client.exceptions import ApiException
 
         namespace, manifest = self._manifest(request)
         manifest["metadata"]["name"] = name
@@ -190,13 +250,7 @@ class KubernetesCompute(ComputeBackend):
                 {"name": "docker-config", "mountPath": "/ascend/docker", "readOnly": True}
             )
             container["env"].append({"name": "DOCKER_CONFIG", "value": "/ascend/docker"})
-        created = True
-        try:
-            self._batch().create_namespaced_job(namespace, manifest)
-        except ApiException as error:
-            if error.status != 409:
-                raise _api_error(error, namespace, "create the job") from None
-            created = False
+        created = self._create(namespace, manifest)
         return self._track(namespace, manifest, request), created
 
     def _track(self, namespace: str, manifest: dict[str, Any], request: JobRequest) -> str:
@@ -274,8 +328,11 @@ class KubernetesCompute(ComputeBackend):
     # -- wait --------------------------------------------------------------------------------
 
     def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        from ascend import console
+
         _quiet_watch_retries()
         tracked = self._tracked_for(handle)
+        shown = console.current() if timeout != 0 else None  # where its output goes, if shown
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop = threading.Event()
         streams = _Streams()
@@ -348,6 +405,7 @@ class KubernetesCompute(ComputeBackend):
                     verdict = self._pod_verdict(tracked, obj)
                     if verdict is not None:
                         return verdict
+                    console.report(*_pod_phase(obj))
                     unschedulable = _unschedulable(obj)
                     if unschedulable is not None and pending_since is None:
                         pending_since = time.monotonic()
@@ -355,7 +413,7 @@ class KubernetesCompute(ComputeBackend):
                     elif unschedulable is None:
                         pending_since = None
                         pending_limit = self.settings.pending_timeout
-                    self._maybe_stream_logs(tracked, obj)
+                    self._maybe_stream_logs(tracked, obj, shown)
                 elif kind == "job":
                     verdict = self._job_verdict(tracked, obj, pod_status)
                     if verdict is not None:
@@ -701,11 +759,18 @@ class KubernetesCompute(ComputeBackend):
 
         tracked = self._lookup(handle)
         try:
-            job = self._batch().read_namespaced_job(tracked.name, tracked.namespace)
-        except ApiException as error:
-            if error.status == 404:
+            job = self._request(
+                "read the job",
+                tracked.namespace,
+                lambda: self._batch().read_namespaced_job(
+                    tracked.name, tracked.namespace, _request_timeout=LIST_TIMEOUT
+                ),
+            )
+        except ComputeError as error:
+            cause = error.__context__
+            if isinstance(cause, ApiException) and cause.status == 404:
                 return JobStatus(FAILED, None, "Deleted", "the job no longer exists")
-            raise _api_error(error, tracked.namespace, "read the job") from None
+            raise
         for condition in job.status.conditions or []:
             if condition.status != "True":
                 continue
@@ -718,10 +783,10 @@ class KubernetesCompute(ComputeBackend):
 
     # -- logs --------------------------------------------------------------------------------
 
-    def _maybe_stream_logs(self, tracked: _Tracked, pod: Any) -> None:
-        if tracked.log_thread is not None or tracked.request is None:
-            return
-        if not tracked.request.stream_logs:
+    def _maybe_stream_logs(self, tracked: _Tracked, pod: Any, shown: Any) -> None:
+        """Follow the pod's log once its container has started, when the caller shows the
+        job's output (``shown``: its :class:`ascend.console.Call`), also for an attached job."""
+        if tracked.log_thread is not None or shown is None or not shown.logs:
             return
         statuses = pod.status.container_statuses or []
         started = any(s.state and (s.state.running or s.state.terminated) for s in statuses)
@@ -730,13 +795,13 @@ class KubernetesCompute(ComputeBackend):
         tracked.log_streams = _Streams()
         tracked.log_thread = threading.Thread(
             target=self._stream_logs,
-            args=(tracked, pod.metadata.name, tracked.log_streams),
+            args=(tracked, pod.metadata.name, tracked.log_streams, shown),
             name="ascend-logs",
             daemon=True,
         )
         tracked.log_thread.start()
 
-    def _stream_logs(self, tracked: _Tracked, pod_name: str, streams: _Streams) -> None:
+    def _stream_logs(self, tracked: _Tracked, pod_name: str, streams: _Streams, shown: Any) -> None:
         """Print the pod's log as it grows. A wait that resumes (after ``result(timeout=...)``)
         follows again from the start and skips what an earlier wait printed."""
         if tracked.log_pod != pod_name:
@@ -762,8 +827,7 @@ class KubernetesCompute(ComputeBackend):
                     if not chunk:
                         continue
                 tracked.log_printed += len(chunk)
-                sys.stdout.write(decoder.decode(chunk))  # characters split across chunks survive
-                sys.stdout.flush()
+                shown.write(decoder.decode(chunk))  # characters split across chunks survive
         except Exception:
             pass  # cut by the waiter, or the connection dropped: the runner saves the log
         finally:
@@ -784,6 +848,10 @@ class KubernetesCompute(ComputeBackend):
             streams.close()
         thread.join(JOIN_SECONDS)
         tracked.log_thread = tracked.log_streams = None
+
+    def shows_output(self, handle: str) -> bool:
+        """Any job's pod log can be followed, an attached job's too."""
+        return True
 
     def logs(self, handle: str) -> str:
         """The pod's log as the cluster still holds it ('' once the pod is gone)."""
@@ -836,12 +904,20 @@ class KubernetesCompute(ComputeBackend):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self._batch().delete_namespaced_job(
-                tracked.name, tracked.namespace, propagation_policy="Background"
+            self._request(
+                "delete the job",
+                tracked.namespace,
+                lambda: self._batch().delete_namespaced_job(
+                    tracked.name,
+                    tracked.namespace,
+                    propagation_policy="Background",
+                    _request_timeout=LIST_TIMEOUT,
+                ),
             )
-        except ApiException as error:
-            if error.status != 404:
-                raise _api_error(error, tracked.namespace, "delete the job") from None
+        except ComputeError as error:
+            cause = error.__context__
+            if not (isinstance(cause, ApiException) and cause.status == 404):
+                raise
 
 
 class _WatchError(Exception):
@@ -1032,6 +1108,27 @@ def _scaling_up(events: list[str]) -> bool:
 
 def _has_condition(pod: Any, kind: str) -> bool:
     return any(c.type == kind and c.status == "True" for c in pod.status.conditions or [])
+
+
+def _pod_phase(pod: Any) -> tuple[str, str]:
+    """Where the pod is on its way to running, for the caller's status line."""
+    from ascend import console
+
+    unschedulable = _unschedulable(pod)
+    if unschedulable is not None:
+        return console.WAITING_FOR_NODE, unschedulable
+    if not _has_condition(pod, "PodScheduled"):
+        return console.QUEUED, ""
+    for status in pod.status.container_statuses or []:
+        state = status.state
+        if state is not None and (state.running or state.terminated):
+            return console.RUNNING, ""
+        if state is not None and state.waiting is not None:
+            if state.waiting.reason in ("ContainerCreating", *IMAGE_PULL_REASONS):
+                reason = state.waiting.reason
+                return console.PULLING, "" if reason == "ContainerCreating" else reason
+            return console.STARTING, state.waiting.reason or ""
+    return console.STARTING, ""
 
 
 def _unschedulable(pod: Any) -> str | None:

@@ -63,6 +63,14 @@ def ascend_settings() -> Iterable[Setting]:
             fix="give a positive number of seconds",
         ),
         Setting(
+            "kubernetes.capacity_check",
+            bool,
+            default=True,
+            help="refuse at once a request larger than every node's allocatable resources "
+            "(needs read on nodes); turn off for scale-from-zero pools with bigger nodes that "
+            "are not declared as node types",
+        ),
+        Setting(
             "kubernetes.ttl_seconds",
             int,
             default=300,
@@ -117,6 +125,7 @@ def ascend_compute(config: AscendConfig) -> ComputeBackend | None:
             for k, v in config.get("kubernetes.secret_env", {}).items()
         },
         service_account=config.get("kubernetes.service_account"),
+        capacity_check=bool(config.get("kubernetes.capacity_check", True)),
     )
     pm = get_plugin_manager()
 

@@ -44,17 +44,72 @@ STARTUP_PREFIXES = ("PYTHON", "LD_", "DYLD_", "MALLOC_", "OMP_", "MKL_", "OPENBL
 EXIT_DEADLINE = 7  # ascend.runner.EXIT_DEADLINE (not imported: the runner module is for pods)
 
 
+class _Sink:
+    """Where one of a job's output streams goes: held until a caller waits for the job with
+    its output shown (so ``submit()`` prints nothing by itself), then passed on live.
+
+    What is held is bounded (``HELD_MAX``): beyond it the oldest text is dropped, with a note
+    naming how much; the runner saves the whole log with the job either way.
+    """
+
+    def __init__(self, stream: str, keep: bool) -> None:
+        self.stream = stream
+        self.keep = keep  # stream_logs=False: nothing is ever shown, so nothing is held
+        self._lock = threading.Lock()
+        self._held: list[str] = []
+        self._size = 0
+        self._dropped = 0
+        self._target: Any = None
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            if self._target is not None:
+                self._target.write(text, self.stream)
+                return
+            if not self.keep or not text:
+                return
+            self._held.append(text)
+            self._size += len(text)
+            while self._size > HELD_MAX and len(self._held) > 1:
+                dropped = self._held.pop(0)
+                self._size -= len(dropped)
+                self._dropped += len(dropped)
+
+    def attach(self, target: Any) -> None:
+        """Show what was held, then everything that follows, through ``target.write``."""
+        with self._lock:
+            if self._dropped:
+                target.write(
+                    f"[ascend] ({self._dropped} earlier characters of output not shown: "
+                    "the job's saved log has them)\n",
+                    self.stream,
+                )
+            for text in self._held:
+                target.write(text, self.stream)
+            self._held, self._size, self._dropped = [], 0, 0
+            self._target = target
+
+    def detach(self) -> None:
+        with self._lock:
+            self._target = None
+
+
+HELD_MAX = 4 * 1024 * 1024  # characters of a job's output held until someone waits for it
+
+
 @dataclass
 class _LocalJob:
     process: subprocess.Popen[bytes]
     deadline: float
     forwarders: list[threading.Thread] = field(default_factory=list)
+    sinks: list[_Sink] = field(default_factory=list)
     cancelled: bool = False
     timed_out: bool = False
 
 
-def _forward(source: IO[bytes], target: Any) -> None:
-    """Copy a child's output to our stream as it arrives (live logs)."""
+def _forward(source: IO[bytes], sink: _Sink) -> None:
+    """Pass a child's output on as it arrives (live logs); the pipe is always drained, so the
+    runner never blocks on it."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     fd = source.fileno()
     while True:
@@ -64,13 +119,8 @@ def _forward(source: IO[bytes], target: Any) -> None:
             break
         if not chunk:
             break
-        if target is None:
-            continue
-        try:
-            target.write(decoder.decode(chunk))
-            target.flush()
-        except (OSError, ValueError):
-            pass  # our own output is gone; the runner still saves the log
+        sink.write(decoder.decode(chunk))
+    sink.write(decoder.decode(b"", final=True))
     source.close()
 
 
@@ -268,21 +318,37 @@ class LocalCompute(ComputeBackend):
         )
         process = self._start(message, cold_env=env if at_startup else None)
         job = _LocalJob(process, deadline=time.monotonic() + request.timeout)
-        for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
-            assert source is not None  # drained even when not shown, so the runner never blocks
-            shown = target if request.stream_logs else None
-            thread = threading.Thread(target=_forward, args=(source, shown), daemon=True)
+        for source, stream in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+            assert source is not None
+            sink = _Sink(stream, keep=request.stream_logs)
+            thread = threading.Thread(target=_forward, args=(source, sink), daemon=True)
             thread.start()
             job.forwarders.append(thread)
+            job.sinks.append(sink)
         handle = f"{request.job_id}@{process.pid}:{process_start_ticks(process.pid)}"
         with self._lock:
             self._jobs[handle] = job
         return handle
 
     def wait(self, handle: str, timeout: float | None = None) -> JobStatus:
+        from ascend import console
+
         job = self._jobs.get(handle)
         if job is None:
             return self._wait_foreign(handle, timeout)
+        shown = console.current()
+        if shown is None or not shown.logs or timeout == 0:
+            return self._wait_own(job, timeout)
+        console.report(console.RUNNING)
+        for sink in job.sinks:
+            sink.attach(shown)
+        try:
+            return self._wait_own(job, timeout)
+        finally:
+            for sink in job.sinks:
+                sink.detach()
+
+    def _wait_own(self, job: _LocalJob, timeout: float | None) -> JobStatus:
         backstop = job.deadline + GRACE_SECONDS
         limit = backstop - time.monotonic()
         if timeout is not None:
@@ -299,6 +365,11 @@ class LocalCompute(ComputeBackend):
             thread.join(2.0)
         job.forwarders = [t for t in job.forwarders if t.is_alive()]  # a grandchild holds a pipe
         return self._status(job, code)
+
+    def shows_output(self, handle: str) -> bool:
+        """Its own jobs' output comes through their pipes; a job another process started (an
+        attached one) writes to that process's pipes, so its output is followed in storage."""
+        return handle in self._jobs
 
     def release(self, handle: str) -> None:
         """The caller has the outcome: forget the finished job, so no call leaves anything

@@ -128,6 +128,7 @@ class FsspecStorage(CloudStorage):
     def open(self, path: str, mode: str = "rb") -> IO[bytes]:
         if mode == "rb":
             with self._errors(path, "read"):
+                self._fs.invalidate_cache(self._full(path))  # a listing's stale size, say
                 local = self._is_local or self._is_memory
                 if local and not self._fs.isfile(self._full(path)):
                     raise FileNotFoundError(self._full(path))
@@ -205,6 +206,17 @@ class FsspecStorage(CloudStorage):
             if PARTIAL_MARK not in posixpath.basename(relative):
                 names.append(relative)
         return sorted(names)
+
+    def children(self, prefix: str) -> list[str]:
+        base = self._full(prefix)
+        with self._errors(prefix, "list"):
+            self._fs.invalidate_cache(base)
+            try:
+                found = self._fs.ls(base, detail=False)
+            except FileNotFoundError:
+                return []
+        names = {posixpath.basename(str(item).rstrip("/")) for item in found}
+        return sorted(name for name in names if name and PARTIAL_MARK not in name)
 
     def delete(self, path: str, recursive: bool = False) -> None:
         full = self._full(path)

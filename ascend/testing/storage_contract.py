@@ -188,6 +188,13 @@ class StorageContract:
 
     def test_list_of_missing_prefix_is_empty(self, storage: CloudStorage) -> None:
         assert storage.list("nothing/here") == []
+        assert storage.children("nothing/here") == []
+
+    def test_children_are_one_level_sorted_names(self, storage: CloudStorage) -> None:
+        for name in ("jobs/2/b", "jobs/1/a", "jobs/1/sub/c", "other/x"):
+            storage.write(name, b"1")
+        assert storage.children("jobs") == ["1", "2"]
+        assert storage.children("jobs/1/") == ["a", "sub"]
 
     def test_delete_object(self, storage: CloudStorage) -> None:
         storage.write("gone", b"1")

@@ -13,7 +13,8 @@ One HTTP/1.1 server on 127.0.0.1 speaking the Kubernetes REST API (JSON) to the 
   ``/openapi/v3`` (so ``kubectl create`` works without ``--validate=false``: kubectl learns
   that the server validates fields itself).
 - Resources: namespaces and nodes (cluster-scoped); pods, jobs (batch/v1), events, secrets,
-  configmaps, serviceaccounts, resourcequotas, roles and rolebindings (rbac/v1). Verbs:
+  configmaps, serviceaccounts, resourcequotas, roles and rolebindings (rbac/v1), and
+  clusterroles and clusterrolebindings (rbac/v1, cluster-scoped). Verbs:
   create (``generateName``; 409 AlreadyExists), get (404 NotFound), list (``labelSelector``
   with ``=``, ``!=``, ``in``, ``notin``, exists and ``!key``; ``fieldSelector`` on the
   fields the real server supports), update (PUT, with resourceVersion conflicts), patch
@@ -79,8 +80,12 @@ The object: ``start()`` (port 0: ephemeral, 127.0.0.1 only), ``url``, ``port``,
 ``requests`` (a :class:`RequestCounter`: ``total``, ``snapshot()``, ``matching(method,
 contains)``, ``by_method()``, ``reset()``; also ``GET /debug/requests``), ``running_pids()``,
 ``errors`` (tracebacks from the control plane; empty when healthy), ``api_client()``,
-``create_namespace(name)``, ``store`` (direct access to objects), ``stop()`` (kills every pod
-process, joins every thread), and use as a context manager. Other keywords: ``host``,
+``create_namespace(name)``, ``add_node(name, cpu, memory, gpu, labels, taints,
+unschedulable=False)`` (another node, of another pool: no kubelet runs on it, so pods bound to
+it stay Pending), ``forbid(verb, resource)`` / ``allow(verb, resource)`` (answer, say,
+``("list", "nodes")`` with 403 Forbidden and the real Status, as RBAC refuses a user without
+the right; there is no RBAC otherwise), ``store`` (direct access to objects), ``stop()``
+(kills every pod process, joins every thread), and use as a context manager. Other keywords: ``host``,
 ``port``, ``node_name``, ``watch_history`` (default 1000), ``env`` (variables every
 container starts with), ``namespaces`` (created at start; default, kube-system...),
 ``preloaded_images`` (see Images; a list given is exactly what the node has), ``image_dir``
@@ -102,8 +107,9 @@ The first stdout line is the URL; SIGTERM or SIGINT stops it cleanly.
 
 Limits
 ------
-- One node; no networking: no Services, DNS, ports or pod IPs beyond 127.0.0.1; no
-  Deployments, ReplicaSets, StatefulSets, PVCs or CRDs.
+- One node runs pods (``add_node`` adds nodes only the scheduler uses); no networking: no
+  Services, DNS, ports or pod IPs beyond 127.0.0.1; no Deployments, ReplicaSets,
+  StatefulSets, PVCs or CRDs.
 - No real containers: every container runs on the host, as the current user, with no
   chroot or namespaces. A pulled image's files are reachable through mapped paths only (an
   executable's own absolute paths, shebangs and shared libraries still mean the host's), so
@@ -116,7 +122,8 @@ Limits
 - Security contexts (``runAsNonRoot``, ``runAsUser``, capabilities, seccomp...) are accepted
   and ignored. CPU limits are not enforced; memory limits are (RSS, every 50 ms).
 - Strategic merge patch is approximated (merge keys for the common lists); no server-side
-  apply; no RBAC enforcement or authentication; ResourceQuotas are stored, not enforced.
+  apply; no RBAC enforcement or authentication (only what ``forbid`` refuses); ResourceQuotas
+  are stored, not enforced.
 - Unknown fields are rejected (422) unless ``fieldValidation=Ignore``; the real server's
   default (Warn) would drop them with a warning instead.
 - Deleting a Job without ``propagationPolicy`` orphans its pods, as the real batch/v1 API

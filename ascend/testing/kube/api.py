@@ -47,6 +47,9 @@ class Api:
         self.counter = counter
         self.host = host
         self.watch_poll = 0.5
+        #: (verb, resource) pairs refused with 403 Forbidden, e.g. ("list", "nodes"): the
+        #: emulator has no RBAC, so a test says what a user may not do (KubeEmulator.forbid)
+        self.forbidden: set[tuple[str, str]] = set()
 
     # -- entry -----------------------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class Api:
     def _dispatch(self, request: Request, target: Target) -> Response | Stream:
         method = request.method
         resource = target.resource
+        if self.forbidden:
+            self._authorize(request, target)
         if target.subresource is not None:
             return self._subresource(request, target)
         if target.name is None:
@@ -157,6 +162,36 @@ class Api:
             405,
             f"the server does not allow this method on the requested resource ({method})",
             "MethodNotAllowed",
+        )
+
+    def _authorize(self, request: Request, target: Target) -> None:
+        """Refuse a (verb, resource) listed in :attr:`forbidden` as RBAC would: 403 Forbidden
+        with the real server's Status, for the unauthenticated user the emulator sees."""
+        method, resource = request.method, target.resource
+        if method == "GET":
+            watching = target.watch_path or parse_bool(request.param("watch"))
+            verb = "watch" if watching else ("get" if target.name else "list")
+        elif method == "DELETE":
+            verb = "delete" if target.name else "deletecollection"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method)
+        plural = resource.plural + (f"/{target.subresource}" if target.subresource else "")
+        if (verb, plural) not in self.forbidden:
+            return
+        scope = (
+            f'in the namespace "{target.namespace}"' if target.namespace else "at the cluster scope"
+        )
+        subject = f'{resource.qualified} "{target.name}"' if target.name else resource.qualified
+        details: Obj = {"name": target.name} if target.name else {}
+        if resource.group:
+            details["group"] = resource.group
+        details["kind"] = resource.plural
+        raise ApiError(
+            403,
+            f'{subject} is forbidden: User "system:anonymous" cannot {verb} resource "{plural}" '
+            f'in API group "{resource.group}" {scope}',
+            "Forbidden",
+            details,
         )
 
     def _object_response(

@@ -20,6 +20,7 @@ from ascend.testing.kube.counter import RequestCounter
 from ascend.testing.kube.events import EventRecorder
 from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 from ascend.testing.kube.kubelet import Kubelet
+from ascend.testing.kube.resources import ALL_VERBS, BY_PLURAL
 from ascend.testing.kube.server import ApiServer
 from ascend.testing.kube.store import Store
 from ascend.testing.kube.util import Obj
@@ -105,6 +106,7 @@ class KubeEmulator:
         self.env = dict(env or {})
         self.kubeconfig: Path | None = None
         self.requests = RequestCounter()
+        self.forbidden: set[tuple[str, str]] = set()  # see forbid()
         self.store = Store(history=watch_history)
         self._port = port
         self._server: ApiServer | None = None
@@ -135,6 +137,7 @@ class KubeEmulator:
 
         cluster = Cluster(self.store, kubelet)
         server.api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
+        server.api.forbidden = self.forbidden  # shared: forbid() works before and after start
         self._server, self._cluster = server, cluster
         self._seed()
         cluster.start()
@@ -224,61 +227,45 @@ class KubeEmulator:
         self._service_account(name)
         return created
 
+    def forbid(self, verb: str, resource: str) -> None:
+        """Answer ``verb`` on ``resource`` (a plural, or ``plural/subresource``) with 403
+        Forbidden and the real server's Status, as RBAC refuses a user without the right:
+        ``forbid("list", "nodes")``. There is no RBAC otherwise; :meth:`allow` undoes it."""
+        if verb not in ALL_VERBS:
+            raise ValueError(f"verb {verb!r}: expected one of {', '.join(ALL_VERBS)}")
+        if resource.partition("/")[0] not in BY_PLURAL:
+            raise ValueError(f"resource {resource!r}: expected one of {', '.join(BY_PLURAL)}")
+        self.forbidden.add((verb, resource))
+
+    def allow(self, verb: str, resource: str) -> None:
+        """Undo :meth:`forbid`."""
+        self.forbidden.discard((verb, resource))
+
+    def add_node(
+        self,
+        name: str,
+        cpu: str = "4",
+        memory: str = "8Gi",
+        gpu: int = 0,
+        labels: Mapping[str, str] | None = None,
+        taints: Iterable[str | Mapping[str, Any]] | None = None,
+        *,
+        unschedulable: bool = False,
+    ) -> Obj:
+        """Add a node of that shape (its allocatable as given), as a cluster with several node
+        pools has. No kubelet runs on it: pods the scheduler binds there stay Pending. Only
+        the emulator's own node (``node_name``) runs pods."""
+        node = _node(name, cpu, memory, gpu, labels or {}, [parse_taint(t) for t in taints or []])
+        if unschedulable:
+            node["spec"]["unschedulable"] = True
+        return self.store.create("nodes", node)
+
     # -- seed objects --------------------------------------------------------------------------
 
     def _seed(self) -> None:
         for name in self.namespaces:
             self.create_namespace(name)
-        capacity = {
-            "cpu": str(self.cpu),
-            "memory": str(self.memory),
-            "pods": "110",
-            "ephemeral-storage": "100Gi",
-        }
-        if self.gpu:
-            capacity["nvidia.com/gpu"] = str(self.gpu)
-        labels = {
-            "kubernetes.io/hostname": self.node_name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            "beta.kubernetes.io/os": "linux",
-            "beta.kubernetes.io/arch": "amd64",
-            **self.node_labels,
-        }
-        node: Obj = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.node_name, "labels": labels},
-            "spec": {"taints": self.taints} if self.taints else {},
-            "status": {
-                "capacity": capacity,
-                "allocatable": dict(capacity),
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "KubeletReady",
-                        "message": "kubelet is posting ready status",
-                    }
-                ],
-                "addresses": [
-                    {"type": "InternalIP", "address": "127.0.0.1"},
-                    {"type": "Hostname", "address": self.node_name},
-                ],
-                "nodeInfo": {
-                    "architecture": "amd64",
-                    "bootID": "",
-                    "containerRuntimeVersion": "ascend-emulator://1.0",
-                    "kernelVersion": os.uname().release,
-                    "kubeProxyVersion": "v1.30.0",
-                    "kubeletVersion": "v1.30.0",
-                    "machineID": "",
-                    "operatingSystem": "linux",
-                    "osImage": "local processes (ascend Kubernetes emulator)",
-                    "systemUUID": "",
-                },
-            },
-        }
+        node = _node(self.node_name, self.cpu, self.memory, self.gpu, self.node_labels, self.taints)
         self.store.create("nodes", node)
 
     def _service_account(self, namespace: str) -> None:
@@ -290,6 +277,62 @@ class KubeEmulator:
                 "metadata": {"name": "default", "namespace": namespace},
             },
         )
+
+
+def _node(
+    name: str, cpu: str, memory: str, gpu: int, extra_labels: Mapping[str, str], taints: list[Obj]
+) -> Obj:
+    """A ready Node whose capacity and allocatable are ``cpu``, ``memory`` and ``gpu``."""
+    capacity = {
+        "cpu": str(cpu),
+        "memory": str(memory),
+        "pods": "110",
+        "ephemeral-storage": "100Gi",
+    }
+    if gpu:
+        capacity["nvidia.com/gpu"] = str(gpu)
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
+        **extra_labels,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints} if taints else {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": name},
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": "",
+                "containerRuntimeVersion": "ascend-emulator://1.0",
+                "kernelVersion": os.uname().release,
+                "kubeProxyVersion": "v1.30.0",
+                "kubeletVersion": "v1.30.0",
+                "machineID": "",
+                "operatingSystem": "linux",
+                "osImage": "local processes (ascend Kubernetes emulator)",
+                "systemUUID": "",
+            },
+        },
+    }
 
 
 def _namespace(obj: Obj) -> None:

@@ -97,6 +97,22 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", "Role"),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding"),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        namespaced=False,
+    ),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
 )
 
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in RESOURCES}
