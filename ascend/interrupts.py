@@ -92,7 +92,7 @@ def adopt(handle: _Cancellable) -> None:
         slot.handle = handle
         interrupted = slot.interrupted
     if interrupted:
-        _cancel_one(handle)
+        cancel_and_say(handle)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
@@ -117,7 +117,7 @@ def _on_interrupt(signum: int, frame: Any) -> None:
 
 def _cancel_all(handles: list[_Cancellable]) -> None:
     threads = [
-        threading.Thread(target=_cancel_one, args=(handle,), name="ascend-cancel")
+        threading.Thread(target=cancel_and_say, args=(handle,), name="ascend-cancel")
         for handle in handles
     ]
     for thread in threads:
@@ -126,7 +126,8 @@ def _cancel_all(handles: list[_Cancellable]) -> None:
         thread.join()
 
 
-def _cancel_one(handle: _Cancellable) -> None:
+def cancel_and_say(handle: _Cancellable) -> None:
+    """Cancel a job because of Ctrl-C, and say in one line what happened."""
     try:
         handle.cancel()
     except Exception as error:

@@ -333,17 +333,9 @@ class JobHandle:
                 flush=True,
             )
             return
-        try:
-            self.cancel()
-        except Exception as error:
-            print(
-                f"[ascend] Ctrl-C: could not cancel job {self.job_id}: {error} "
-                f"('ascend jobs cancel {self.job_id}' stops it)",
-                file=sys.stderr,
-                flush=True,
-            )
-            return
-        print(f"[ascend] Ctrl-C: cancelled job {self.job_id}", file=sys.stderr, flush=True)
+        from ascend import interrupts
+
+        interrupts.cancel_and_say(self)
 
     def _record_verdict(self, error: JobError) -> None:
         """Write why the job ended without a result, unless the runner already said so."""

@@ -91,3 +91,13 @@ def offline_cluster(
         return kube
 
     return configure
+
+
+@pytest.fixture
+def local(ascend_pm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The local provider with its jobs in ``<tmp_path>/jobs`` (returned), status lines on."""
+    storage = tmp_path / "jobs"
+    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
+    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
+    monkeypatch.delenv("ASCEND_QUIET", raising=False)
+    return storage

@@ -64,15 +64,6 @@ FORBIDDEN_IN_RUNNER = {
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def local(ascend_pm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The local provider with its jobs in ``<tmp_path>/jobs``; returns that directory."""
-    storage = tmp_path / "jobs"
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
-    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
-    return storage
-
-
 def job_dir(storage: Path, job_id: str) -> Path:
     return storage / "users" / parse_job_id(job_id).user / "jobs" / job_id
 

@@ -48,15 +48,6 @@ def running_jobs(storage: Path) -> list[str]:
     return found
 
 
-@pytest.fixture
-def local(ascend_pm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The local provider with its jobs in ``<tmp_path>/jobs``; returns that directory."""
-    storage = tmp_path / "jobs"
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
-    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
-    return storage
-
-
 def me() -> str:
     return sanitize_name(getpass.getuser(), 32)
 

@@ -39,15 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- helpers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def local(ascend_pm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The local provider with its jobs in ``<tmp_path>/jobs``; returns that directory."""
-    storage = tmp_path / "jobs"
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
-    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
-    return storage
-
-
 def prefix_of(job_id: str) -> str:
     return metadata.job_prefix(parse_job_id(job_id).user, job_id)
 

@@ -20,15 +20,6 @@ pytestmark = pytest.mark.timeout(120)
 TAG = r"[0-9a-z]{5}"
 
 
-@pytest.fixture
-def local(ascend_pm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    storage = tmp_path / "jobs"
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
-    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
-    monkeypatch.delenv("ASCEND_QUIET", raising=False)
-    return storage
-
-
 def status_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("[ascend] ")]
 

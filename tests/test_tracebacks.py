@@ -197,14 +197,6 @@ def provider(
     return str(request.param)
 
 
-@pytest.fixture
-def local(ascend_pm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    storage = tmp_path / "jobs"
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "local")
-    monkeypatch.setenv("ASCEND_LOCAL_STORAGE_DIR", str(storage))
-    return storage
-
-
 # -- 1. one test per origin, on both providers ---------------------------------------------------
 
 

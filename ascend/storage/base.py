@@ -116,16 +116,16 @@ class CloudStorage(ABC):
     def exists(self, path: str) -> bool:
         """Whether an object exists at ``path``."""
 
-    @abstractmethod
-    def list(self, prefix: str = "") -> list[str]:
-        """Every object under ``prefix`` (recursively), as sorted paths relative to the root."""
-
     def children(self, prefix: str) -> list[str]:
         """The names one level below ``prefix`` (objects and "directories"), sorted: a
         listing of jobs that does not walk every object of every job. Override it where the
         store can list one level (the default walks everything under ``prefix``)."""
         base = prefix.strip("/")
         return sorted({path[len(base) + 1 :].split("/", 1)[0] for path in self.list(base)})
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every object under ``prefix`` (recursively), as sorted paths relative to the root."""
 
     @abstractmethod
     def delete(self, path: str, recursive: bool = False) -> None:

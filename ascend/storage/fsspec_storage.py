@@ -190,6 +190,17 @@ class FsspecStorage(CloudStorage):
                 return False
             return bool(info.get("type") == "file")
 
+    def children(self, prefix: str) -> list[str]:
+        base = self._full(prefix)
+        with self._errors(prefix, "list"):
+            self._fs.invalidate_cache(base)
+            try:
+                found = self._fs.ls(base, detail=False)
+            except FileNotFoundError:
+                return []
+        names = {posixpath.basename(str(item).rstrip("/")) for item in found}
+        return sorted(name for name in names if name and PARTIAL_MARK not in name)
+
     def list(self, prefix: str = "") -> list[str]:
         base = self._full(prefix) if prefix.strip("/") else self._root
         with self._errors(prefix, "list"):
@@ -206,17 +217,6 @@ class FsspecStorage(CloudStorage):
             if PARTIAL_MARK not in posixpath.basename(relative):
                 names.append(relative)
         return sorted(names)
-
-    def children(self, prefix: str) -> list[str]:
-        base = self._full(prefix)
-        with self._errors(prefix, "list"):
-            self._fs.invalidate_cache(base)
-            try:
-                found = self._fs.ls(base, detail=False)
-            except FileNotFoundError:
-                return []
-        names = {posixpath.basename(str(item).rstrip("/")) for item in found}
-        return sorted(name for name in names if name and PARTIAL_MARK not in name)
 
     def delete(self, path: str, recursive: bool = False) -> None:
         full = self._full(path)
