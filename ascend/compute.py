@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ascend.signing import KeyRing
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -80,6 +83,15 @@ class ComputeBackend(ABC):
     def logs(self, handle: str) -> str:
         """The job's output as the backend holds it ('' when it keeps none)."""
         return ""
+
+    def signing_keys(
+        self, request: JobRequest | None = None, handle: str | None = None
+    ) -> KeyRing | None:
+        """The keys that sign and check the packages and results of the user's jobs (for a
+        job about to be submitted, ``request``, or an existing one, ``handle``), and that the
+        job itself gets. ``None``: this compute provides none (``security.allow_unsigned``
+        is then needed; see :mod:`ascend.signing`)."""
+        return None
 
     def shows_output(self, handle: str) -> bool:
         """Whether :meth:`wait` passes the job's output on live itself (to the call shown by

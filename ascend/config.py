@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ascend import secrets
 from ascend.errors import ConfigError, ConfigProblem, NoBackendError, ProviderError
 
 if TYPE_CHECKING:
@@ -267,6 +268,15 @@ class AscendConfig:
         value = self._values.get("registry_url")
         return value if isinstance(value, str) else None
 
+    def secret_values(self) -> list[str]:
+        """The text of every value :func:`shown_value` hides: ``secret`` settings and the
+        secret-looking entries of mappings such as ``storage_options``. Pass it to
+        :func:`ascend.secrets.scrub` before showing a message that may quote one."""
+        found: list[str] = []
+        for key, (setting, _) in self.settings.items():
+            found.extend(_secrets_in(setting, self._values.get(key)))
+        return found
+
     def fingerprint(self) -> str:
         """A stable digest of the values, used to cache backends per configuration."""
         return json.dumps(self._values, sort_keys=True, default=repr)
@@ -408,11 +418,61 @@ class AscendConfig:
             fix = setting.fix
             if fix is None and setting.help:
                 fix = f"{key} is {setting.help}"
-            shown = "********" if setting.secret else raw
-            problems.append(ConfigProblem(key, shown, source, str(error), fix))
+            # Neither the value nor a validator's message may echo a secret.
+            message = secrets.scrub(str(error), _secrets_in(setting, raw))
+            problems.append(ConfigProblem(key, shown_value(setting, raw), source, message, fix))
             return
         values[key] = value
         origins[key] = origin
+
+
+def shown_value(setting: Setting, value: Any) -> Any:
+    """``value`` as Ascend may show it (``ascend config show``, configuration errors).
+
+    A ``secret`` setting is :data:`ascend.secrets.MASK`; in a mapping (``storage_options``)
+    the values of secret-looking keys are masked at any depth; URLs lose their credentials and
+    query strings. A mapping still in JSON text (an ``ASCEND_*`` variable) is masked the same
+    way, or whole when it cannot be parsed and mentions a secret-looking name.
+    """
+    if value is None:
+        return None
+    if setting.secret:
+        return secrets.MASK
+    if isinstance(value, Mapping):
+        return secrets.mask_mapping(value)
+    if isinstance(value, (list, tuple)):
+        return [secrets.mask_text(item) if isinstance(item, str) else item for item in value]
+    if isinstance(value, str):
+        if setting.type is dict:
+            parsed = _json_object(value)
+            if parsed is None:
+                return secrets.MASK if secrets.looks_secret(value) else secrets.mask_text(value)
+            masked = secrets.mask_mapping(parsed)
+            return value if masked == parsed else json.dumps(masked)
+        return secrets.mask_text(value)
+    return value
+
+
+def _secrets_in(setting: Setting, value: Any) -> list[str]:
+    """The parts of ``value`` that :func:`shown_value` hides, as text."""
+    if value is None:
+        return []
+    if setting.secret:
+        return [str(value)]
+    if isinstance(value, str) and setting.type is dict:
+        parsed = _json_object(value)
+        if parsed is None:
+            return [value] if secrets.looks_secret(value) else []
+        value = parsed
+    return secrets.secret_values(value) if isinstance(value, Mapping) else []
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def resolve_provider(selected: str | None, pm: AscendPluginManager) -> tuple[str | None, Origin]:

@@ -177,6 +177,12 @@ class InvalidJobIdError(AscendError, ValueError):
     """A string is not an Ascend job id."""
 
 
+class PermissionDeniedError(AscendError):
+    """Ascend refuses to act: on another user's job that the caller did not name on purpose,
+    or on a Job or process that cannot be shown to be the job's own (a handle read from
+    storage is never trusted: anyone who can write the storage can change it)."""
+
+
 class GitError(AscendError):
     """The git check could not run or failed (not a repository with ``project=True``, ...)."""
 

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 from ascend.errors import GitDirtyError, GitError
+from ascend.secrets import redact_url
 
 __all__ = [
     "GitInfo",
@@ -54,8 +55,6 @@ _LOCATION_VARIABLES = (
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 )
-# Schemes whose user part alone may be a secret (``https://<token>@github.com/...``).
-_TOKEN_SCHEMES = frozenset({"http", "https", "ftp", "ftps"})
 # ``[user@]host:path`` (git's scp-like syntax): a colon before any slash.
 _SCP_LIKE = re.compile(r"^(?:[^@/]*@)?[^/:]+:")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -74,7 +73,7 @@ class GitInfo:
     dirty: bool
     dirty_files: tuple[str, ...]  # repo-relative; an untracked directory is listed once, "dir/"
     repository: str | None  # from the origin URL, else the top-level directory's name
-    remote_url: str | None  # origin URL without credentials
+    remote_url: str | None  # origin URL without credentials, query or fragment (redact_url)
     root: str  # absolute path of the work tree's top level
 
     def as_metadata(self) -> dict[str, object]:
@@ -229,21 +228,6 @@ def _origin_url(cwd: str, timeout: float) -> str | None:
     return out.decode("utf-8", "replace").strip() or None
 
 
-def _strip_credentials(url: str) -> str:
-    """The URL without ``user:password@``; for HTTP(S) without any user part (it may be a token).
-
-    An ssh user (``ssh://git@host/...``, ``git@host:org/repo``) is kept: it is not a secret.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if at and (":" in userinfo or scheme.lower() in _TOKEN_SCHEMES):
-        return f"{scheme}://{host}{slash}{path}"
-    return url
-
-
 def repository_name(remote_url: str) -> str | None:
     """The repository's name from any git remote URL form, or None if there is none.
 
@@ -281,7 +265,9 @@ def _inspect(path: str | os.PathLike[str] | None, timeout: float) -> GitInfo:
     root = _top_level(cwd, timeout)
     commit, branch, files = _status(cwd, timeout)
     raw_url = _origin_url(cwd, timeout)
-    remote_url = _strip_credentials(raw_url) if raw_url else None
+    # A remote may carry a token (https://user:token@host/..., ?access_token=...): job
+    # metadata is read by everyone who can read the storage, so only the location is kept.
+    remote_url = redact_url(raw_url) if raw_url else None
     repository = (repository_name(remote_url) if remote_url else None) or (
         os.path.basename(root) or None
     )

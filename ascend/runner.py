@@ -151,6 +151,15 @@ class Runner:
             f"{self.rlimit_as} bytes" if self.rlimit_as else "the memory limit"
         )
         self.job_id = env.get("ASCEND_JOB_ID")
+        from ascend import signing
+
+        try:
+            self.keys = signing.from_env(env)
+        except signing.KeyFormatError as error:
+            raise ValueError(f"{signing.KEY_ENV}: {error}") from None
+        self.allow_unsigned = env.get(signing.ALLOW_UNSIGNED_ENV, "") in ("1", "true", "yes")
+        for name in (signing.KEY_ENV, signing.PREVIOUS_ENV):  # not for the function's children
+            os.environ.pop(name, None)
         self._log_dir = tempfile.mkdtemp(prefix="ascend-runner-")
         self.log_path = os.path.join(self._log_dir, "output.log")
         self.tee: _OutputTee | None = None
@@ -225,9 +234,11 @@ class Runner:
         while not self._done.wait(LOG_CHUNK_INTERVAL):
             self.upload_logs()
 
-    def _write_outcome(self, writer: Callable[[Any, Any], None], value: Any) -> None:
+    def _write_outcome(self, writer: Callable[..., None], value: Any) -> None:
+        """Write the result or the exception, signed with the job's key for its job id."""
+        key = self.keys.current if self.keys else None
         with self.store.open(self.result_name, "wb") as target:
-            writer(target, value)
+            writer(target, value, key=key, job_id=self.job_id)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -253,7 +264,8 @@ class Runner:
                 with wire.open_envelope(
                     lambda: self.package_store.open(self.package_name, "rb"),
                     self.package_store.local_path(self.package_name),
-                    "the job package",
+                    f"the package of job {self.job_id}" if self.job_id else "the job package",
+                    wire.Trust(self.keys, self.job_id or "", self.allow_unsigned),
                 ) as (file, envelope):
                     wire.check_versions(envelope, "the job package")
                     fn, args, kwargs, sources = wire.load_call(file, envelope)
@@ -321,7 +333,9 @@ class Runner:
 
         try:
             self._write_outcome(
-                lambda target, error: wire.dump_exception(target, error, remote_traceback),
+                lambda target, error, **signed: wire.dump_exception(
+                    target, error, remote_traceback, **signed
+                ),
                 exception,
             )
         except Exception as write_error:

@@ -18,6 +18,7 @@ from ascend import metadata
 from ascend.compute import CANCELLED, RUNNING, TIMED_OUT, JobRequest, JobStatus
 from ascend.errors import (
     AscendError,
+    IntegrityError,
     JobCancelledError,
     JobError,
     JobFailedError,
@@ -370,7 +371,7 @@ class JobHandle:
         what = f"the result of job {self.job_id}"
         try:
             with wire.open_envelope(
-                lambda: storage.open(path, "rb"), storage.local_path(path), what
+                lambda: storage.open(path, "rb"), storage.local_path(path), what, self._trust()
             ) as (file, envelope):
                 wire.check_versions(envelope, what)
                 try:
@@ -399,6 +400,14 @@ class JobHandle:
             if isinstance(value, JobError) and value.job_id is None:
                 value.job_id = self.job_id
         return kind, value
+
+    def _trust(self) -> Any:
+        """What a result must be to be unpickled here: signed with this user's key (from the
+        compute: a Secret on Kubernetes, a file locally) for this very job."""
+        from ascend import wire
+
+        keys = self._backend.compute.signing_keys(handle=self._handle)
+        return wire.Trust(keys, self.job_id, allow_unsigned(self._backend.config))
 
     def _no_result_error(self, status: JobStatus) -> JobError:
         record: dict[str, Any] = {}
@@ -492,6 +501,29 @@ class _Counting:
         return int(written if written is not None else len(data))
 
 
+def allow_unsigned(config: Any) -> bool:
+    """``security.allow_unsigned``: accept envelopes without a signature (warned about)."""
+    if not config.get("security.allow_unsigned", False):
+        return False
+    import warnings
+
+    from ascend.backend import ConfigWarning
+
+    warnings.warn(
+        "security.allow_unsigned is on: unsigned packages and results are accepted, so anyone "
+        "who can write the job storage can run code in your jobs and on this machine",
+        ConfigWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+def _unsigned_env(config: Any) -> dict[str, str]:
+    from ascend.signing import ALLOW_UNSIGNED_ENV
+
+    return {ALLOW_UNSIGNED_ENV: "1"} if allow_unsigned(config) else {}
+
+
 def _who_am_i(config: Any) -> dict[str, Any]:
     """Who stops a job, as its verdict records it."""
     return {"user": current_user(config), "host": socket.gethostname(), "pid": os.getpid()}
@@ -553,17 +585,27 @@ def submit(
         stream_logs=options.stream_logs,
         retries=options.retries,
         requirements=requirements,
-        env=dict(options.env),
+        env=dict(options.env) | _unsigned_env(config),
         labels={"user": user, "project": sanitize_name(project, PROJECT_MAX)},
         extra={"project_scoped": options.project},
     )
     compute.check(request)
     backend.validate_job(request)
+    keys = compute.signing_keys(request=request)  # before any upload: no key, no job
+    if keys is None and not allow_unsigned(config):
+        raise IntegrityError(
+            f"the {compute.name} compute has no signing keys, so the job's package and result "
+            "could not be authenticated",
+            fix="use a compute that provides them (local, kubernetes), or set "
+            "security.allow_unsigned: true (anyone who can write the storage can then run code "
+            "in your jobs and on your machine)",
+        )
+    key = keys.current if keys is not None else None
     wire.check_arguments(fn, args, kwargs)
     console.report(console.UPLOADING)
     with storage.open(posixpath.join(prefix, metadata.PACKAGE_FILE), "wb") as target:
         counted = target if shown is None else _Counting(target, shown)
-        wire.dump_package(counted, fn, args, kwargs, job_id=job_id)  # type: ignore[arg-type]
+        wire.dump_package(counted, fn, args, kwargs, key=key, job_id=job_id)  # type: ignore[arg-type]
     function = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     record: dict[str, Any] = {
         "job_id": job_id,
@@ -609,13 +651,38 @@ def submit(
     return submitted
 
 
-def attach(job_id: str, backend: CloudBackend | None = None) -> JobHandle:
-    """The handle of an earlier job, from its id, on any machine with the same configuration."""
+def attach(
+    job_id: str, backend: CloudBackend | None = None, *, user: str | None = None
+) -> JobHandle:
+    """The handle of an earlier job, from its id, on any machine with the same configuration.
+
+    Only the caller's own jobs (the user in the job id is :func:`current_user`), unless
+    ``user`` names the job's owner on purpose (and the storage lets the caller read it).
+
+    :raises PermissionDeniedError: the job is another user's and ``user`` does not name them.
+    """
     from ascend.backend import get_backend
-    from ascend.job_ids import parse_job_id
+    from ascend.errors import PermissionDeniedError
+    from ascend.job_ids import USER_MAX, parse_job_id, sanitize_name
 
     parts = parse_job_id(job_id)
     backend = backend or get_backend()
+    if user is None:
+        caller = current_user(backend.config)
+        if parts.user != caller:
+            raise PermissionDeniedError(
+                f"job {job_id} belongs to user {parts.user!r} (the user in its id), and you "
+                f"are {caller!r} (the username setting)",
+                fix=f"to act on another user's job on purpose, name its owner: "
+                f"ascend.attach({job_id!r}, user={parts.user!r})",
+            )
+    elif sanitize_name(user, USER_MAX) != parts.user:
+        raise PermissionDeniedError(
+            f"attach(user={user!r}): job {job_id} belongs to user {parts.user!r} (the user in "
+            "its id), not to the user named",
+            fix=f"pass user={parts.user!r} to act on that user's job, or leave user out for "
+            "one of your own",
+        )
     prefix = metadata.job_prefix(parts.user, job_id)
     try:
         record = metadata.read(backend.storage, prefix)

@@ -3,13 +3,19 @@
 Layout of an envelope (one storage object)::
 
     MAGIC (8 bytes) | header length (4 bytes, big-endian) | header (JSON) | payload (pickles)
-    | TRAILER_MAGIC (8 bytes) | SHA-256 of header + payload (32 bytes) | payload length (8 bytes)
+    | TRAILER_MAGIC (8 bytes) | MAC of header + payload (32 bytes) | payload length (8 bytes)
+
+The MAC is an HMAC-SHA256 with the user's signing key (:mod:`ascend.signing`) when the header
+says ``"mac": "hmac-sha256"`` (and names ``key_id``; the header also binds the ``job_id`` and
+the ``kind``), else a plain SHA-256 (``"mac": "sha256"``, or no ``mac``: unsigned envelopes,
+refused unless ``security.allow_unsigned``). A reader given a :class:`Trust` accepts only an
+envelope signed with one of its keys for its job.
 
 The header says what the object is and which versions wrote it, so a mismatch is reported
 before anything is unpickled. ``format`` changes only when old readers could not read an
 envelope at all; ``format_minor`` counts additions that old readers skip (see FORMAT_MINOR).
-The digest comes last so that the payload can be streamed to storage as it is pickled (one
-pass, no second copy in memory); readers verify it before they unpickle a single byte.
+The MAC comes last so that the payload can be streamed to storage as it is pickled (one pass,
+no second copy in memory); readers verify it before they unpickle a single byte.
 
 Only the standard library and cloudpickle are imported here: the runner uses this module.
 """
@@ -17,6 +23,7 @@ Only the standard library and cloudpickle are imported here: the runner uses thi
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -34,6 +41,7 @@ import cloudpickle
 
 from ascend._version import __version__
 from ascend.errors import IntegrityError, SerializationError, VersionMismatchError
+from ascend.signing import KeyRing, SigningKey
 
 FORMAT_VERSION = 1
 # Additions to format 1, each one invisible to readers that predate it:
@@ -52,6 +60,8 @@ KIND_PACKAGE = "package"
 KIND_RESULT = "result"
 KIND_EXCEPTION = "exception"
 MAX_HEADER = 64 * 1024
+MAC_HMAC = "hmac-sha256"
+MAC_PLAIN = "sha256"
 MAX_SOURCES = 384 * 1024  # bytes of source text one package may carry
 HEADER_MESSAGE_CHARS = 1000  # bounds of the exception summary in a header (JSON may escape
 HEADER_TRACEBACK_CHARS = 6000  # every character into 6 bytes; the header must stay < 64 KiB)
@@ -305,13 +315,34 @@ class _HashingWriter:
         return len(view)
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What a reader accepts: envelopes signed with one of ``keys`` for ``job_id``; unsigned
+    ones only with ``allow_unsigned``."""
+
+    keys: KeyRing | None
+    job_id: str
+    allow_unsigned: bool = False
+
+
+def _mac(key: SigningKey | None, head: bytes) -> Any:
+    return hmac.new(key.secret, head, hashlib.sha256) if key else hashlib.sha256(head)
+
+
 @contextmanager
-def envelope_writer(target: IO[bytes], kind: str, **header: Any) -> Iterator[_Pickler]:
-    """Write an envelope of ``kind`` to ``target``; yields the pickler for the payload."""
+def envelope_writer(
+    target: IO[bytes], kind: str, key: SigningKey | None = None, **header: Any
+) -> Iterator[_Pickler]:
+    """Write an envelope of ``kind`` to ``target``, signed with ``key`` (unsigned without one);
+    yields the pickler for the payload. The MAC is computed as the payload streams out."""
+    signature = {"mac": MAC_HMAC, "key_id": key.key_id} if key else {"mac": MAC_PLAIN}
     head = json.dumps(
-        {"format": FORMAT_VERSION, "format_minor": FORMAT_MINOR, "kind": kind} | versions() | header
+        {"format": FORMAT_VERSION, "format_minor": FORMAT_MINOR, "kind": kind}
+        | versions()
+        | signature
+        | header
     ).encode()
-    digest = hashlib.sha256(head)
+    digest = _mac(key, head)
     target.write(MAGIC + len(head).to_bytes(4, "big") + head)
     hashing = _HashingWriter(target, digest)
     pickler = _Pickler(hashing, protocol=PROTOCOL)
@@ -397,6 +428,7 @@ def dump_package(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    key: SigningKey | None = None,
     **header: Any,
 ) -> None:
     """Pickle the call once, streaming into ``target``; a failure names the culprit.
@@ -406,7 +438,7 @@ def dump_package(
     comes from (FORMAT_MINOR 1): the job has no copy of them, and its tracebacks need them.
     """
     names = _argument_names(fn, args, kwargs)
-    with envelope_writer(target, KIND_PACKAGE, **header) as pickler:
+    with envelope_writer(target, KIND_PACKAGE, key, **header) as pickler:
         _dump_one(pickler, fn, f"function {getattr(fn, '__qualname__', fn)!r}")
         pickler.dump((len(args), list(kwargs)))
         for name, value in zip(names, [*args, *kwargs.values()], strict=True):
@@ -433,12 +465,20 @@ def _dump_one(pickler: _Pickler, value: Any, name: str) -> None:
         ) from error
 
 
-def dump_result(target: IO[bytes], value: Any) -> None:
-    with envelope_writer(target, KIND_RESULT) as pickler:
+def dump_result(
+    target: IO[bytes], value: Any, key: SigningKey | None = None, **header: Any
+) -> None:
+    with envelope_writer(target, KIND_RESULT, key, **header) as pickler:
         _dump_one(pickler, value, f"the function's result ({type(value).__name__})")
 
 
-def dump_exception(target: IO[bytes], error: BaseException, remote_traceback: str = "") -> None:
+def dump_exception(
+    target: IO[bytes],
+    error: BaseException,
+    remote_traceback: str = "",
+    key: SigningKey | None = None,
+    **header: Any,
+) -> None:
     """Pickle the exception, rebuilding it without ``__init__`` where pickle could not.
 
     The header also says what it was (type, message, the end of ``remote_traceback``), so a
@@ -451,7 +491,7 @@ def dump_exception(target: IO[bytes], error: BaseException, remote_traceback: st
         "exception_message": _safe_str(error)[:HEADER_MESSAGE_CHARS],
         "remote_traceback": remote_traceback[-HEADER_TRACEBACK_CHARS:],
     }
-    with envelope_writer(target, KIND_EXCEPTION, **summary) as p:
+    with envelope_writer(target, KIND_EXCEPTION, key, **summary, **header) as p:
         p.rebuild_exceptions = True
         _dump_one(p, error, f"the exception ({cls.__name__})")
 
@@ -511,10 +551,14 @@ def _hash_region(file: IO[bytes], offset: int, length: int, digest: Any) -> int:
     return remaining
 
 
-def verify(file: IO[bytes], what: str) -> Envelope:
-    """Check magic, header and digest of the envelope in ``file`` (seekable, local).
+def verify(file: IO[bytes], what: str, trust: Trust | None = None) -> Envelope:
+    """Check magic, header and MAC of the envelope in ``file`` (seekable, local).
 
-    :raises IntegrityError: anything is off: not an envelope, truncated, or a digest mismatch.
+    With ``trust``, only an envelope signed with one of its keys for its job passes; without,
+    only the integrity of an unsigned envelope is checked (the runner's own round trips).
+
+    :raises IntegrityError: anything is off: not an envelope, truncated, unsigned, signed with
+        a key not at hand, another job's, or changed after it was written.
     """
     file.seek(0, os.SEEK_END)
     size = file.tell()
@@ -533,7 +577,14 @@ def verify(file: IO[bytes], what: str) -> Envelope:
     head = file.read(header_length)
     payload_offset = len(MAGIC) + 4 + header_length
     payload_length = size - payload_offset - TRAILER_SIZE
-    digest = hashlib.sha256(head)
+    try:
+        claimed = json.loads(head)
+    except ValueError as error:
+        raise IntegrityError(f"{what} has an unreadable header: {error}") from None
+    if not isinstance(claimed, dict):
+        raise IntegrityError(f"{what} has a header that is not a JSON object")
+    key = _key_for(claimed, what, trust)
+    digest = _mac(key, head)
     remaining = _hash_region(file, payload_offset, payload_length, digest)
     file.seek(payload_offset + payload_length)
     trailer = file.read(TRAILER_SIZE)
@@ -544,23 +595,71 @@ def verify(file: IO[bytes], what: str) -> Envelope:
         or int.from_bytes(trailer[-8:], "big") != payload_length
     ):
         raise IntegrityError(f"{what} is truncated (incomplete trailer)", fix="run the job again")
-    if trailer[len(TRAILER_MAGIC) : len(TRAILER_MAGIC) + 32] != digest.digest():
+    if not hmac.compare_digest(
+        trailer[len(TRAILER_MAGIC) : len(TRAILER_MAGIC) + 32], digest.digest()
+    ):
+        if key is not None:
+            raise IntegrityError(
+                f"{what} failed its signature check (HMAC-SHA256 with key {key.key_id}): it "
+                "was not written with your key, or it was changed after it was written",
+                fix="someone who can write the job's storage but does not have your key wrote "
+                "or changed it; do not use it, run the job again, and check who can write to "
+                "the storage location (SECURITY.md)",
+            )
         raise IntegrityError(
             f"{what} failed its SHA-256 check: the bytes were changed after they were written",
             fix="someone or something modified the job's storage; run the job again and check "
             "who can write to the storage location",
         )
-    try:
-        header = json.loads(head)
-    except ValueError as error:
-        raise IntegrityError(f"{what} has an unreadable header: {error}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+    header = claimed
+    if trust is not None and key is not None and header.get("job_id") != trust.job_id:
+        raise IntegrityError(
+            f"{what} belongs to another job ({header.get('job_id') or 'none named'}), not to "
+            f"job {trust.job_id}: a valid payload was copied from elsewhere",
+            fix="do not use it; run the job again, and check who can write to the storage",
+        )
+    if header.get("format") != FORMAT_VERSION:
         raise VersionMismatchError(
             f"{what} uses envelope format {header.get('format') if isinstance(header, dict) else '?'}"
             f", this side reads format {FORMAT_VERSION}",
             fix="use the same ascend version on both sides",
         )
     return Envelope(header, payload_offset, payload_length)
+
+
+def _key_for(header: dict[str, Any], what: str, trust: Trust | None) -> SigningKey | None:
+    """The key that must have signed this envelope (``None``: a plain SHA-256 is expected)."""
+    mac = header.get("mac", MAC_PLAIN)
+    if mac == MAC_PLAIN:
+        if trust is not None and not trust.allow_unsigned:
+            raise IntegrityError(
+                f"{what} is not signed, so anyone who can write the storage could have "
+                "written it",
+                fix="run the job again with this version of ascend (it signs both ways); "
+                "security.allow_unsigned: true accepts unsigned envelopes (not recommended)",
+            )
+        return None
+    if mac != MAC_HMAC:
+        raise IntegrityError(f"{what} names an unknown signature scheme {mac!r}")
+    key_id = str(header.get("key_id") or "")
+    if trust is None:
+        raise IntegrityError(f"{what} is signed (key {key_id}) and no key was given to check it")
+    if trust.keys is None:
+        raise IntegrityError(
+            f"{what} is signed (key {key_id}) and no signing key is available here",
+            fix="the job's user needs a signing key: on Kubernetes a cluster admin runs "
+            "'ascend admin add-user <user>'",
+        )
+    key = trust.keys.find(key_id)
+    if key is None:
+        known = ", ".join(k.key_id for k in (trust.keys.current, *trust.keys.previous))
+        raise IntegrityError(
+            f"{what} is signed with key {key_id!r}, which is not one of your keys ({known}): "
+            "another user wrote it, or it predates keys that were rotated away",
+            fix="do not use it; if your key was rotated more than "
+            f"{len(trust.keys.previous)} times since, the job's result can no longer be checked",
+        )
+    return key
 
 
 def check_versions(envelope: Envelope, what: str) -> None:
@@ -626,7 +725,7 @@ def load_outcome(file: IO[bytes], envelope: Envelope) -> tuple[str, Any]:
 
 @contextmanager
 def open_envelope(
-    open_remote: Callable[[], Any], local_path: str | None, what: str
+    open_remote: Callable[[], Any], local_path: str | None, what: str, trust: Trust | None = None
 ) -> Iterator[tuple[IO[bytes], Envelope]]:
     """Get an envelope into a local file, verify it, and yield ``(file, envelope)``.
 
@@ -647,4 +746,4 @@ def open_envelope(
             handle.close()
             raise
     with handle:
-        yield handle, verify(handle, what)
+        yield handle, verify(handle, what, trust)

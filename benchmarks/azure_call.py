@@ -44,6 +44,8 @@ from importlib.metadata import version
 
 from _common import PACKAGES, compile_bytecode
 
+from ascend.testing.kube.users import set_up_namespace
+
 USER = "bench"
 NAMESPACE = f"ascend-users-{USER}"
 SECRET = "ascend-storage"
@@ -193,7 +195,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as work:
             kubeconfig = kube.write_kubeconfig(os.path.join(work, "kubeconfig"))
-            kube.create_namespace(NAMESPACE)
+            set_up_namespace(kube, NAMESPACE)
             from kubernetes import client
 
             client.CoreV1Api(kube.api_client()).create_namespaced_secret(

@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from ascend.testing.kube.users import set_up_namespace
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ascend.images.build import build_env_image, open_base
@@ -146,7 +148,7 @@ def calls(upstream: str, wheels: Path, work: str, runs: int) -> None:
                 ASCEND_IMAGES_NO_INDEX="true",
                 ASCEND_IMAGES_FIND_LINKS=str(wheels),
             )
-            kube.create_namespace("ascend-users-bench")
+            set_up_namespace(kube, "ascend-users-bench")
             backend = get_backend()
             base = push_python_base(registry, repository="library/python")
             spec = spec_for(backend, base, (), repository=RUNTIME_REPOSITORY)

@@ -21,6 +21,8 @@ import time
 
 from _common import compile_bytecode
 
+from ascend.testing.kube.users import set_up_namespace
+
 
 def main() -> None:
     compile_bytecode()
@@ -34,7 +36,7 @@ def main() -> None:
         kube = KubeEmulator().start()
         try:
             kubeconfig = kube.write_kubeconfig(os.path.join(work, "kubeconfig"))
-            kube.create_namespace("ascend-users-bench")
+            set_up_namespace(kube, "ascend-users-bench")
             os.environ.update(
                 ASCEND_CLOUD_PROVIDER="kubernetes",
                 ASCEND_STORAGE_URL=f"file://{work}/store",

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ascend.testing.kube.users import set_up_namespace
+
 from . import services
 
 # Tests choose their provider per test (fixtures below); importing ascend must not insist on
@@ -87,7 +89,7 @@ def offline_cluster(
         }
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        kube.create_namespace(f"ascend-users-{IMAGES_USER}")
+        set_up_namespace(kube, f"ascend-users-{IMAGES_USER}")
         return kube
 
     return configure

@@ -46,10 +46,12 @@ def emulator_process(work: Path, namespace: str) -> Iterator[Path]:
         assert process.stdout is not None
         process.stdout.readline()  # the URL: it serves
         process.stdout.readline()  # the kubeconfig is written
-        from kubernetes import client, config
+        from kubernetes import config
+
+        from ascend.kubernetes.admin import ensure_namespace
 
         with config.new_client_from_config(config_file=str(kubeconfig)) as api:
-            client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+            ensure_namespace(api, namespace, subject=namespace.removeprefix("ascend-users-"))
         yield kubeconfig
     finally:
         process.send_signal(signal.SIGTERM)

@@ -19,6 +19,7 @@ import pytest
 from ascend import NodeType, UnschedulableError, ascend, hookimpl
 from ascend.kubernetes.capacity import NodeLister
 from ascend.testing.kube import KubeEmulator
+from ascend.testing.kube.users import set_up_namespace
 
 USER = "alice"
 NAMESPACE = f"ascend-users-{USER}"
@@ -47,7 +48,7 @@ def kube(
         "ASCEND_KUBERNETES_PENDING_TIMEOUT": "300",  # what failing fast saves
     }.items():
         monkeypatch.setenv(name, value)
-    emulator.create_namespace(NAMESPACE)
+    set_up_namespace(emulator, NAMESPACE)
     return emulator
 
 
@@ -415,7 +416,8 @@ def test_add_user_grants_read_on_nodes_once(kube: KubeEmulator, ascend_cli: Any)
     first = ascend_cli("admin", "add-user", "carol")
     assert first.exit_code == 0, first.output
     assert first.stdout.strip() == (
-        "ascend-users-carol: created namespace, service account, role, role binding"
+        "ascend-users-carol: created namespace, service account, role, role binding, "
+        "signing key"
     )
     assert first.stderr.strip() == (
         "cluster: created cluster role ascend-node-reader, cluster role binding "

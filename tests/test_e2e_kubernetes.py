@@ -34,6 +34,7 @@ from ascend import (
 from ascend import hookimpl as ascend_hookimpl
 from ascend.plugins.types import NodeType
 from ascend.testing.kube import KubeEmulator
+from ascend.testing.kube.users import set_up_namespace
 
 from . import services
 
@@ -55,7 +56,7 @@ def configure(
     monkeypatch.setenv("ASCEND_USERNAME", USER)
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
-    kube.create_namespace(NAMESPACE)
+    set_up_namespace(kube, NAMESPACE)
 
 
 @pytest.fixture
@@ -409,7 +410,8 @@ def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
     first = ascend_cli("admin", "add-user", "Carol.Smith")
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == (
-        "ascend-users-carol-smith: created namespace, service account, role, role binding"
+        "ascend-users-carol-smith: created namespace, service account, role, role binding, "
+        "signing key"
     )
     again = ascend_cli("admin", "add-user", "Carol.Smith")
     assert again.stdout.strip() == "ascend-users-carol-smith: already set up, nothing to do"
@@ -418,6 +420,13 @@ def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
     rules = {(tuple(r.api_groups), tuple(r.resources)): set(r.verbs) for r in role.rules}
     assert rules[(("batch",), ("jobs",))] >= {"create", "get", "list", "watch", "delete"}
     assert rules[(("",), ("pods", "pods/log", "events"))] == {"get", "list", "watch"}
+    assert rules[(("",), ("secrets",))] == {"get"}  # one Secret, by name: the signing key
+    (secret_rule,) = [r for r in role.rules if r.resources == ["secrets"]]
+    assert secret_rule.resource_names == ["ascend-signing-key"]
+    key = client.CoreV1Api(emulator.api_client()).read_namespaced_secret(
+        "ascend-signing-key", "ascend-users-carol-smith"
+    )
+    assert set(key.data) == {"current", "previous"}
     binding = rbac.read_namespaced_role_binding("ascend-job-runner", "ascend-users-carol-smith")
     assert {s.kind for s in binding.subjects} == {"ServiceAccount", "User"}
     project = ascend_cli("admin", "add-user", "--project", "fraud-detect")
@@ -437,7 +446,7 @@ def test_project_jobs_run_in_the_project_namespace(
     ):
         subprocess.run(command, cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    emulator.create_namespace("ascend-projects-fraud-detect")
+    set_up_namespace(emulator, "ascend-projects-fraud-detect")
 
     @ascend(timeout=60, project=True, stream_logs=False)
     def in_project() -> str:
@@ -662,7 +671,7 @@ def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
     monkeypatch.setenv("ASCEND_USERNAME", "christopher1")
     monkeypatch.setenv("ASCEND_PROJECT", "data-pipelines2")
     namespace = "ascend-users-christopher1"
-    kube.create_namespace(namespace)
+    set_up_namespace(kube, namespace)
     handle = late_pool.submit()
     job_name = f"ascend-{handle.job_id}"
     assert len(job_name) > 58

@@ -771,6 +771,7 @@ def test_runtime_image_runs_a_real_package(kube: Kube, tmp_path: Path) -> None:
         {"name": "ASCEND_PACKAGE_URI", "value": f"file://{tmp_path}/package.bin"},
         {"name": "ASCEND_RESULT_URI", "value": f"file://{tmp_path}/result.bin"},
         {"name": "ASCEND_TIMEOUT", "value": "60"},
+        {"name": "ASCEND_ALLOW_UNSIGNED", "value": "1"},  # a package made by hand
     ]
     manifest = job_manifest(
         "ascend-call",

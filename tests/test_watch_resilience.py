@@ -22,6 +22,7 @@ import pytest
 from ascend import ClusterUnreachableError, ComputeError, JobError, JobFailedError, ascend
 from ascend.testing.kube import KubeEmulator
 from ascend.testing.kube import kubeconfig as kubeconfig_file
+from ascend.testing.kube.users import set_up_namespace
 
 USER = "alice"
 NAMESPACE = f"ascend-users-{USER}"
@@ -41,7 +42,7 @@ def configure(
     monkeypatch.setenv("ASCEND_USERNAME", USER)
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
-    kube.create_namespace(NAMESPACE)
+    set_up_namespace(kube, NAMESPACE)
 
 
 @ascend(timeout=60, stream_logs=False)
@@ -398,7 +399,7 @@ def test_a_submit_to_an_unreachable_cluster_is_a_typed_error_naming_the_server(
     assert time.monotonic() - start < 20
     message = str(caught.value)
     assert f"could not reach the Kubernetes API server at http://127.0.0.1:{proxy.port}" in message
-    assert "to create the job" in message
+    assert "to read the signing key" in message  # the first request a call makes
     assert "kubectl cluster-info" in message
     assert "urllib3" not in type(caught.value).__module__
     proxy.up()

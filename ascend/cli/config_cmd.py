@@ -1,4 +1,9 @@
-"""``ascend config show|validate``: every value with its origin, and a checker for CI."""
+"""``ascend config show|validate``: every value with its origin, and a checker for CI.
+
+Nothing shown here reveals a secret: values go through :func:`ascend.config.shown_value`
+(``secret`` settings masked whole, secret-looking keys masked inside ``storage_options`` and
+other mappings, URLs without their credentials).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ import click
 
 from ascend.cli.output import console, print_json, table
 from ascend.errors import AscendError
-
-MASK = "********"
 
 
 @click.group("config")
@@ -24,16 +27,12 @@ def _load() -> Any:
     return AscendConfig.load(strict=False)
 
 
-def _display(value: Any, secret: bool) -> Any:
-    if value is None:
-        return None
-    return MASK if secret else value
-
-
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def show(as_json: bool) -> None:
     """Print each configuration value, where it came from (file, env, default) and its owner."""
+    from ascend.config import shown_value
+
     cfg = _load()
     entries = []
     for key in sorted(cfg.settings):
@@ -41,7 +40,7 @@ def show(as_json: bool) -> None:
         entries.append(
             {
                 "key": key,
-                "value": _display(cfg.get(key), setting.secret),
+                "value": shown_value(setting, cfg.get(key)),
                 "origin": str(cfg.origin(key)),
                 "plugin": plugin,
                 "env_var": setting.env_var,
@@ -53,7 +52,7 @@ def show(as_json: bool) -> None:
         "values": entries,
         "problems": [str(problem) for problem in cfg.problems],
         "warnings": cfg.warnings,
-        "provider_problem": str(cfg.provider_error) if cfg.provider_error else None,
+        "provider_problem": _scrub(cfg, cfg.provider_error) if cfg.provider_error else None,
     }
     if as_json:
         print_json(data)
@@ -72,6 +71,13 @@ def show(as_json: bool) -> None:
         click.echo(f"error: {line}", err=True)
     if data["provider_problem"]:
         click.echo(f"note: {data['provider_problem']}", err=True)
+
+
+def _scrub(cfg: Any, error: object) -> str:
+    """The text of ``error`` without any secret value of ``cfg`` (or URL credentials)."""
+    from ascend.secrets import scrub
+
+    return scrub(str(error), cfg.secret_values())
 
 
 @config.command("validate")
@@ -99,8 +105,8 @@ def validate() -> None:
             with warnings.catch_warnings():  # already printed above
                 warnings.simplefilter("ignore")
                 get_backend(cfg)
-        except AscendError as error:
-            click.echo(f"error: {error}", err=True)
+        except AscendError as error:  # a plugin's message may quote a value
+            click.echo(f"error: {_scrub(cfg, error)}", err=True)
             failed = True
     if failed:
         raise click.exceptions.Exit(1)

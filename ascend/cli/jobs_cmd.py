@@ -34,29 +34,87 @@ def _backend() -> Any:
     return get_backend()
 
 
-def _handle(job_id: str) -> Any:
+OWNER_HELP = (
+    "The job's owner, to act on another user's job on purpose (default: only your own jobs; "
+    "see the username setting)."
+)
+
+
+def _check_owner(job_id: str, user: str | None, backend: Any) -> None:
+    """Refuse another user's job unless ``--user`` names its owner (the user in the job id)."""
+    from ascend.errors import PermissionDeniedError
+    from ascend.job_ids import USER_MAX, parse_job_id, sanitize_name
+    from ascend.runtime import current_user
+
+    owner = parse_job_id(job_id).user
+    if user is None:
+        caller = current_user(backend.config)
+        if owner != caller:
+            raise PermissionDeniedError(
+                f"job {job_id} belongs to user {owner!r} (the user in its id), and you are "
+                f"{caller!r} (the username setting, ASCEND_USERNAME)",
+                fix=f"to act on another user's job on purpose, pass --user {owner}",
+            )
+    elif sanitize_name(user, USER_MAX) != owner:
+        raise PermissionDeniedError(
+            f"--user {user!r}: job {job_id} belongs to user {owner!r} (the user in its id), "
+            f"not to {sanitize_name(user, USER_MAX)!r}",
+            fix=f"pass --user {owner} to act on that user's job, or leave --user out for one "
+            "of your own",
+        )
+
+
+def _handle(job_id: str, user: str | None = None, *, refuse_unverified: bool = False) -> Any:
     """The job's handle, once its record is known to be sound: a damaged file is an error
-    naming it, not a traceback from whatever first reads the bad value."""
+    naming it, not a traceback from whatever first reads the bad value. Another user's job
+    only when ``user`` names its owner.
+
+    A running job whose record names a process that is not its runner is said: as a warning,
+    or (``refuse_unverified``, for a cancel) as an error, since nothing would be stopped."""
+    import warnings
+
     from ascend import records
+    from ascend.errors import PermissionDeniedError
+    from ascend.local.compute import RunnerNotVerifiedWarning
     from ascend.runtime import attach
 
     backend = _backend()
+    _check_owner(job_id, user, backend)
     try:
         records.load(backend.storage, job_id)
     except FileNotFoundError:
         pass  # attach says the job is not there, with the fix
-    return attach(job_id, backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunnerNotVerifiedWarning)
+        handle = attach(job_id, backend, user=user)
+    for warning in caught:
+        if not issubclass(warning.category, RunnerNotVerifiedWarning):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        elif refuse_unverified:
+            raise PermissionDeniedError(
+                f"not cancelling job {job_id}: {warning.message}",
+                fix="nothing was stopped. If the job still runs, stop it from the process that "
+                "submitted it (Ctrl-C); a record naming another process means someone changed "
+                "the job storage: check who can write it",
+            )
+        else:
+            click.echo(f"ascend: warning: {warning.message}", err=True)
+    return handle
 
 
-def _record(job_id: str) -> records.JobRecord:
-    """The job's typed record; a damaged file or a job that is not there is an error."""
+def _record(job_id: str, user: str | None = None) -> records.JobRecord:
+    """The job's typed record; a damaged file or a job that is not there is an error, and so
+    is another user's job unless ``user`` names its owner."""
     from ascend import records
 
     backend = _backend()
+    _check_owner(job_id, user, backend)
     try:
         return records.load(backend.storage, job_id)
     except FileNotFoundError:
-        _handle(job_id)  # raises attach's "not in storage" error
+        _handle(job_id, user)  # raises attach's "not in storage" error
         return records.load(backend.storage, job_id)
 
 
@@ -100,7 +158,8 @@ def list_jobs(user: str | None, status: str | None, limit: int, as_json: bool) -
     storage = backend.storage
     who = _who(user, backend)
     root = posixpath.join("users", who, "jobs")
-    ids = _job_ids(storage, root)
+    # The user is part of the id: a directory of another user's job id is not this user's.
+    ids = [job_id for job_id in _job_ids(storage, root) if _owner_of(job_id) == who]
 
     def wanted(record: records.JobRecord | records.DamagedRecord) -> bool:
         if isinstance(record, records.DamagedRecord):
@@ -162,6 +221,12 @@ def list_jobs(user: str | None, status: str | None, limit: int, as_json: bool) -
             click.echo(f"  {r.job_id}: {r.path}: {r.problem}")
 
 
+def _owner_of(job_id: str) -> str:
+    from ascend.job_ids import parse_job_id
+
+    return parse_job_id(job_id).user
+
+
 def _created_from_id(job_id: str) -> str:
     from ascend.job_ids import parse_job_id
 
@@ -171,9 +236,10 @@ def _created_from_id(job_id: str) -> str:
 @jobs.command("status")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
-def status(job_id: str, as_json: bool) -> None:
+@click.option("--user", "user", metavar="OWNER", help=OWNER_HELP)
+def status(job_id: str, as_json: bool, user: str | None) -> None:
     """Show a job's record: status, times, resources, versions, failure."""
-    record = _record(job_id)
+    record = _record(job_id, user)
     if as_json:
         print_json(record.as_dict())
         return
@@ -207,7 +273,8 @@ def status(job_id: str, as_json: bool) -> None:
     is_flag=True,
     help="Keep printing the job's output as it arrives, until the job ends.",
 )
-def logs(job_id: str, follow: bool) -> None:
+@click.option("--user", "user", metavar="OWNER", help=OWNER_HELP)
+def logs(job_id: str, follow: bool, user: str | None) -> None:
     """Print everything the job printed (saved with the job, also after it ended).
 
     With --follow, print what is saved so far, then new output as the job writes it (the
@@ -217,7 +284,7 @@ def logs(job_id: str, follow: bool) -> None:
     code 130); the job keeps running.
     """
     if follow:
-        _follow_logs(job_id)
+        _follow_logs(job_id, user)
         return
     import warnings
 
@@ -225,7 +292,7 @@ def logs(job_id: str, follow: bool) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LogsNotSavedWarning)
-        text = _handle(job_id).logs()
+        text = _handle(job_id, user).logs()
     click.echo(text, nl=not text.endswith("\n") and bool(text))
     for warning in caught:
         if issubclass(warning.category, LogsNotSavedWarning):
@@ -241,7 +308,7 @@ def _logs_lost_warning(job_id: str, lost: object) -> None:
     )
 
 
-def _follow_logs(job_id: str) -> None:
+def _follow_logs(job_id: str, user: str | None = None) -> None:
     """``ascend jobs logs --follow``: the saved log, then each new chunk, until the job ends.
 
     Storage only (no compute backend is asked): the record says when the job has ended."""
@@ -250,7 +317,7 @@ def _follow_logs(job_id: str) -> None:
     from ascend import logstore, metadata
     from ascend.job_ids import parse_job_id
 
-    record = _record(job_id)  # an unknown job or a damaged record is an error, before waiting
+    record = _record(job_id, user)  # an unknown, damaged or other's job: an error, at once
     storage = _backend().storage
     prefix = metadata.job_prefix(parse_job_id(job_id).user, job_id)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks may cut a char
@@ -281,12 +348,13 @@ def _follow_logs(job_id: str) -> None:
 @jobs.command("result")
 @click.argument("job_id")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait if it still runs.")
-def result(job_id: str, timeout: float | None) -> None:
+@click.option("--user", "user", metavar="OWNER", help=OWNER_HELP)
+def result(job_id: str, timeout: float | None, user: str | None) -> None:
     """Wait for a job and print its result, or its exception with the remote traceback.
 
     Exits 1 when the job failed.
     """
-    handle = _handle(job_id)
+    handle = _handle(job_id, user)
     handle.stream_logs = False  # stdout is for the result: 'ascend jobs logs' shows the output
     try:
         value = handle.result(timeout=timeout, cancel_on_interrupt=False)
@@ -309,9 +377,14 @@ def _print_exception(error: BaseException) -> None:
 
 @jobs.command("cancel")
 @click.argument("job_id")
-def cancel(job_id: str) -> None:
-    """Stop a running job; it is recorded as cancelled."""
-    handle = _handle(job_id)
+@click.option("--user", "user", metavar="OWNER", help=OWNER_HELP)
+def cancel(job_id: str, user: str | None) -> None:
+    """Stop a running job; it is recorded as cancelled.
+
+    Only what is shown to be the job's own is stopped: its Kubernetes Job (name and labels),
+    or its runner process (pid, start time and command line), never what its record in
+    storage merely names."""
+    handle = _handle(job_id, user, refuse_unverified=True)
     before = handle.status()
     handle.cancel()
     after = handle.status()

@@ -16,8 +16,10 @@ def plugins_report() -> dict[str, Any]:
     from ascend.backend import get_backend
     from ascend.config import AscendConfig
     from ascend.plugins.manager import get_plugin_manager
+    from ascend.secrets import scrub
 
     pm = get_plugin_manager()
+    config: AscendConfig | None = None
     report: dict[str, Any] = {
         "plugins": [asdict(info) for info in pm.plugin_infos()],
         "providers": [],
@@ -44,6 +46,13 @@ def plugins_report() -> dict[str, Any]:
         report["backend"] = backend.describe()
     except AscendError as error:
         report["problem"] = str(error)
+    # A plugin's error may quote a configuration value: never a secret one.
+    hidden = config.secret_values() if config is not None else []
+    if report["problem"]:
+        report["problem"] = scrub(report["problem"], hidden)
+    for answer in report["backend"].values():
+        if answer.get("error"):
+            answer["error"] = scrub(answer["error"], hidden)
     return report
 
 

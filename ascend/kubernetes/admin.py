@@ -21,6 +21,12 @@ RULES = [
         "resources": ["pods", "pods/log", "events"],
         "verbs": ["get", "list", "watch"],
     },
+    {  # the user's signing key, and no other Secret (ascend.kubernetes.keys)
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["ascend-signing-key"],
+        "verbs": ["get"],
+    },
 ]
 
 NODE_READER = "ascend-node-reader"  # lets a call compare its request with the nodes' sizes
@@ -106,6 +112,11 @@ def ensure_namespace(api_client: Any, namespace: str, subject: str) -> list[str]
             ),
         ),
     ]
+    from ascend.kubernetes.keys import new_secret
+
+    steps.append(
+        ("signing key", lambda: core.create_namespaced_secret(namespace, new_secret(namespace)))
+    )
     created = []
     for what, create in steps:
         if _created(create, what, namespace):

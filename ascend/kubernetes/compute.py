@@ -46,6 +46,7 @@ from ascend.errors import (
 )
 from ascend.job_ids import JOB_NAME_PREFIX
 from ascend.kubernetes.manifest import CONTAINER, job_name
+from ascend.signing import KeyRing
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -132,6 +133,9 @@ class KubernetesCompute(ComputeBackend):
         from ascend.kubernetes.capacity import NodeLister
 
         self._nodes = NodeLister(self._core)  # the node list check() reads, kept 30 s
+        from ascend.kubernetes.keys import KeyCache
+
+        self._keys = KeyCache(self._core)  # the users' signing keys, read from their Secrets
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -303,11 +307,21 @@ class KubernetesCompute(ComputeBackend):
         return request.image
 
     def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
-        handle = (record.get("compute") or {}).get("handle")
-        if handle:
-            return str(handle)
-        user = str(record.get("user", "default"))
-        return f"{self.settings.namespace or 'ascend-users-' + user}/{job_name(job_id)}"
+        """``<namespace>/<Job name>`` of a job, derived from its id as :meth:`namespace_for`
+        and :func:`job_name` make them: ``kubernetes.namespace`` when set, else the user's
+        namespace, or the project's for a ``project=True`` job. The record's
+        ``compute.handle`` (anyone who can write the storage can change it) counts only when
+        it is exactly one of these, which is how a project job is told apart."""
+        from ascend.job_ids import parse_job_id
+
+        name = job_name(job_id)
+        if self.settings.namespace:
+            return f"{self.settings.namespace}/{name}"
+        parts = parse_job_id(job_id)
+        user_handle = f"ascend-users-{parts.user}/{name}"
+        project_handle = f"ascend-projects-{parts.project}/{name}"
+        recorded = (record.get("compute") or {}).get("handle")
+        return project_handle if recorded == project_handle else user_handle
 
     def _tracked_for(self, handle: str) -> _Tracked:
         """The handle's state, kept until :meth:`release` (a wait and a cancel share it)."""
@@ -849,6 +863,26 @@ class KubernetesCompute(ComputeBackend):
         thread.join(JOIN_SECONDS)
         tracked.log_thread = tracked.log_streams = None
 
+    def signing_keys(
+        self, request: JobRequest | None = None, handle: str | None = None
+    ) -> KeyRing:
+        """The keys in the Secret of the job's namespace (see :mod:`ascend.kubernetes.keys`)."""
+        if request is not None:
+            namespace = self.namespace_for(request)
+        elif handle is not None:
+            namespace = handle.partition("/")[0]
+        else:
+            raise ValueError("signing_keys needs a request or a handle")
+        transport = _transport_errors()
+        for attempt in range(CREATE_ATTEMPTS):  # the first request of a call: ride out a blip
+            try:
+                return self._keys.get(namespace)
+            except transport as error:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise self._no_cluster("read the signing key", error) from None
+            time.sleep(BACKOFF_FIRST * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
     def shows_output(self, handle: str) -> bool:
         """Any job's pod log can be followed, an attached job's too."""
         return True
@@ -896,13 +930,94 @@ class KubernetesCompute(ComputeBackend):
     # -- cancel ------------------------------------------------------------------------------
 
     def cancel(self, handle: str) -> None:
+        """Delete the job's Job, once it is shown to be Ascend's Job of that very job (see
+        :meth:`_ours`); a Job that is not there is nothing to cancel."""
+        job = self._ours(self._lookup(handle))
+        if job is None:
+            return
         tracked = self._tracked_for(handle)
         tracked.cancelled = True
-        self._delete(tracked)
+        self._delete(tracked, job)
 
-    def _delete(self, tracked: _Tracked) -> None:
+    def _ours(self, tracked: _Tracked) -> Any:
+        """The Job ``tracked`` names, read now, or ``None`` when there is none. A Job is
+        deleted only when it is the job's own: named ``ascend-<job id>`` (or, for a Job this
+        process created, the name it gave), labelled ``app.kubernetes.io/managed-by:
+        ascend`` and with that job id; any other raises :class:`PermissionDeniedError` naming
+        it and why. A handle read from storage, or a Job someone else made, is never trusted.
+        """
         from kubernetes.client.exceptions import ApiException
 
+        from ascend.errors import InvalidJobIdError, PermissionDeniedError
+        from ascend.job_ids import job_id_from_name
+        from ascend.kubernetes.manifest import JOB_ID_LABEL, MANAGED_BY, label_value
+
+        where = f"{tracked.namespace}/{tracked.name}"
+        fix = (
+            "nothing was deleted. Ascend deletes only the Jobs it made, for the job asked; if "
+            f"this Job is yours to stop, delete it yourself (kubectl delete job -n "
+            f"{tracked.namespace} {tracked.name}), and check who can write the job storage"
+        )
+        if tracked.request is not None:  # made (or joined) by this process: its name is ours
+            job_id = tracked.request.job_id
+        else:
+            try:
+                job_id = job_id_from_name(tracked.name)
+            except InvalidJobIdError:
+                raise PermissionDeniedError(
+                    f"refusing to delete Job {where}: its name is not an ascend Job name "
+                    f"({JOB_NAME_PREFIX}<job id>)",
+                    fix=fix,
+                ) from None
+        try:
+            job = self._request(
+                "read the job",
+                tracked.namespace,
+                lambda: self._batch().read_namespaced_job(
+                    tracked.name, tracked.namespace, _request_timeout=LIST_TIMEOUT
+                ),
+            )
+        except ComputeError as error:
+            cause = error.__context__
+            if isinstance(cause, ApiException) and cause.status == 404:
+                return None
+            raise
+        labels = dict(getattr(job.metadata, "labels", None) or {})
+        expected = {MANAGED_BY: "ascend", JOB_ID_LABEL: label_value(job_id)}
+        for key, value in expected.items():
+            if labels.get(key) != value:
+                found = f"{labels[key]!r}" if key in labels else "missing"
+                raise PermissionDeniedError(
+                    f"refusing to delete Job {where}: its label {key} is {found}, not "
+                    f"{value!r}, so it is not Ascend's Job of job {job_id}",
+                    fix=fix,
+                )
+        return job
+
+    def _delete(self, tracked: _Tracked, job: Any = None) -> None:
+        """Delete the Job ``tracked`` names, only once :meth:`_ours` has shown it to be the
+        job's own (``job``: already shown). The delete is conditional on the Job's uid, so a
+        Job made again under that name since it was checked is not deleted either.
+
+        Without ``job`` (a wait giving up on a job that can never run), a Job that is not the
+        job's own is left alone silently: the wait's own error says why the job cannot run."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from ascend.errors import PermissionDeniedError
+
+        if job is None:
+            try:
+                job = self._ours(tracked)
+            except PermissionDeniedError:
+                return
+            if job is None:
+                return
+        uid = getattr(job.metadata, "uid", None)
+        options = client.V1DeleteOptions(
+            propagation_policy="Background",
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+        )
         try:
             self._request(
                 "delete the job",
@@ -910,7 +1025,7 @@ class KubernetesCompute(ComputeBackend):
                 lambda: self._batch().delete_namespaced_job(
                     tracked.name,
                     tracked.namespace,
-                    propagation_policy="Background",
+                    body=options,
                     _request_timeout=LIST_TIMEOUT,
                 ),
             )

@@ -38,6 +38,30 @@ def label_value(text: str) -> str:
     return value or "none"
 
 
+def signing_env() -> list[dict[str, Any]]:
+    """The user's signing keys, only ever by reference to their Secret (never in the manifest).
+    Optional: a pod without them is refused by its runner with a clear error, and builder Jobs,
+    which sign nothing, do not need them."""
+    from ascend import signing
+
+    return [
+        {
+            "name": variable,
+            "valueFrom": {
+                "secretKeyRef": {"name": signing.SECRET_NAME, "key": key, "optional": True}
+            },
+        }
+        for variable, key in (
+            (signing.KEY_ENV, SECRET_CURRENT),
+            (signing.PREVIOUS_ENV, SECRET_PREVIOUS),
+        )
+    ]
+
+
+SECRET_CURRENT = "current"  # the Secret's keys
+SECRET_PREVIOUS = "previous"
+
+
 def build_job(
     request: JobRequest,
     *,
@@ -75,6 +99,7 @@ def build_job(
         container_env.append(
             {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
         )
+    container_env.extend(signing_env())
 
     cpu = request.cpu
     memory = request.memory

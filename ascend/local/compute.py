@@ -37,6 +37,7 @@ from ascend.runner import process_start_ticks
 
 if TYPE_CHECKING:
     from ascend.images.lock import IndexOptions
+    from ascend.signing import KeyRing
 
 GRACE_SECONDS = 5.0
 # Variables read when the interpreter or the loader starts: a warm runner would ignore them.
@@ -274,11 +275,37 @@ class LocalCompute(ComputeBackend):
         )
 
     def handle_for(self, job_id: str, record: dict[str, Any]) -> str:
-        if (record.get("compute") or {}).get("handle"):
-            return super().handle_for(job_id, record)
-        runner = record.get("runner") or {}
-        pid, ticks = runner.get("pid"), runner.get("start_ticks")
-        return f"{job_id}@{pid}:{ticks}" if pid else job_id
+        """The handle of a job: this process's own when it started the job, else the pid and
+        start time the runner recorded of itself (``status.json``), or the bare id when it has
+        recorded none (nothing to signal). ``compute.handle`` is never read: anyone who can
+        write the storage can change it. Nothing here is trusted either: the process is
+        checked (pid, start time, command line) before any signal, and while the job is not
+        finished, a pid that is another process now is said at once (a warning)."""
+        with self._lock:
+            own = [handle for handle in self._jobs if handle.rsplit("@", 1)[0] == job_id]
+        if own:
+            return own[0]
+        runner = record.get("runner")
+        if not isinstance(runner, dict) or not _is_count(runner.get("pid")):
+            return job_id
+        pid: int = runner["pid"]
+        ticks: int | None = runner.get("start_ticks")
+        ticks = ticks if _is_count(ticks) else None
+        handle = f"{job_id}@{pid}:{ticks}"
+        if record.get("status") not in FINAL_STATES and _alive(pid):
+            reason = _unverified(pid, ticks)
+            if reason is not None and reason not in (NO_PROC, GONE):
+                import warnings
+
+                warnings.warn(
+                    RunnerNotVerifiedWarning(
+                        f"job {job_id} is recorded as running in pid {pid}, but {reason}; "
+                        f"pid {pid} is not signalled (the job's runner is gone, or its record "
+                        "was altered)"
+                    ),
+                    stacklevel=3,
+                )
+        return handle
 
     def check(self, request: JobRequest) -> None:
         """Make (or find) the environment of the job's requirements before anything is
@@ -297,6 +324,14 @@ class LocalCompute(ComputeBackend):
             with self._lock:
                 self._environments[request.job_id] = str(environment)
 
+    def signing_keys(
+        self, request: JobRequest | None = None, handle: str | None = None
+    ) -> KeyRing:
+        """The user's key file in the config directory (made on first use)."""
+        from ascend.local import keys
+
+        return keys.load()
+
     def submit(self, request: JobRequest) -> str:
         env = _base_env()
         with self._lock:
@@ -304,6 +339,9 @@ class LocalCompute(ComputeBackend):
         if environment:  # first on the path: the locked versions win over this Python's
             env["PYTHONPATH"] = os.pathsep.join([environment, env["PYTHONPATH"]])
         env.update(request.env)
+        from ascend import signing
+
+        env.update(signing.env_for(self.signing_keys(request)))  # the runner's only copy
         env.update(
             ASCEND_PACKAGE_URI=request.package_uri,
             ASCEND_RESULT_URI=request.result_uri,
@@ -392,11 +430,12 @@ class LocalCompute(ComputeBackend):
         return JobStatus(FAILED, code, "Error", f"the runner exited with code {code}")
 
     def cancel(self, handle: str) -> None:
+        """Stop the job. A runner another process started is signalled only when its pid, start
+        time and command line all match (see :func:`_unverified`); otherwise nothing is, and
+        :class:`PermissionDeniedError` says why (a runner that has ended: nothing to do)."""
         job = self._jobs.get(handle)
         if job is None:
-            pid = _pid_of(handle)
-            if pid is not None and _is_our_runner(pid, handle):
-                _kill_group(pid)
+            self._cancel_foreign(handle)
             return
         if job.process.poll() is None:
             job.cancelled = True
@@ -418,16 +457,53 @@ class LocalCompute(ComputeBackend):
         except ProcessLookupError:
             pass
 
-    def _wait_foreign(self, handle: str, timeout: float | None) -> JobStatus:
-        """Wait for a runner started by another process (attach) without polling."""
+    def _cancel_foreign(self, handle: str) -> None:
+        from ascend.errors import PermissionDeniedError
+
         pid = _pid_of(handle)
-        if pid is None or not _is_our_runner(pid, handle):
+        if pid is None or not _alive(pid):
+            return  # no runner recorded yet, or it has ended: nothing to signal
+        reason = _unverified(pid, _ticks_of(handle))
+        if reason is None:
+            _kill_group(pid)
+            return
+        if reason == GONE:
+            return
+        job_id = handle.rsplit("@", 1)[0]
+        raise PermissionDeniedError(
+            f"job {job_id}: pid {pid}, which the job's record names as its runner, was not "
+            f"signalled: {reason}",
+            fix="nothing was stopped. If the job still runs, stop it from the process that "
+            "submitted it (Ctrl-C), or by hand after checking the process ('ps -o pid,lstart,"
+            f"args -p {pid}'); a record naming another process means someone changed the job "
+            "storage: check who can write it"
+            if reason != NO_PROC
+            else "on this system (no /proc) Ascend cannot tell its runner from another process "
+            "that got the same pid, so it stops only the jobs this process started: cancel it "
+            f"from the process that submitted it (Ctrl-C), or check 'ps -o pid,lstart,args -p "
+            f"{pid}' and stop it by hand (kill -TERM -{pid})",
+        )
+
+    def _wait_foreign(self, handle: str, timeout: float | None) -> JobStatus:
+        """Wait for a runner started by another process (attach) without polling. A pid that
+        is another process now (reused, or a record that was altered) is a runner that ended.
+        Without /proc only liveness can be followed: waiting signals nothing."""
+        pid = _pid_of(handle)
+        if pid is None or not _alive(pid):
             return JobStatus(FAILED, None, "Exited", "the runner process is no longer running")
         try:
-            fd = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid)  # before the check: it then names the process checked
         except (AttributeError, OSError):
             return self._poll_foreign(pid, handle, timeout)
         try:
+            reason = _unverified(pid, _ticks_of(handle))
+            if reason not in (None, NO_PROC):
+                return JobStatus(
+                    FAILED,
+                    None,
+                    "Exited",
+                    f"the runner process is no longer running (pid {pid}: {reason})",
+                )
             ready, _, _ = select.select([fd], [], [], timeout)
         finally:
             os.close(fd)
@@ -436,9 +512,10 @@ class LocalCompute(ComputeBackend):
         return JobStatus(FAILED, None, "Exited", "the runner process ended")
 
     def _poll_foreign(self, pid: int, handle: str, timeout: float | None) -> JobStatus:
-        """Fallback where pidfd is missing (macOS): check liveness every 100 ms."""
+        """Fallback where pidfd is missing (macOS): check every 100 ms that the runner still
+        runs (only that the pid is alive, without /proc)."""
         end = None if timeout is None else time.monotonic() + timeout
-        while _is_our_runner(pid, handle):
+        while _alive(pid) and _unverified(pid, _ticks_of(handle)) in (None, NO_PROC):
             if end is not None and time.monotonic() >= end:
                 return JobStatus(RUNNING)
             time.sleep(0.1)
@@ -446,23 +523,120 @@ class LocalCompute(ComputeBackend):
 
 
 def _pid_of(handle: str) -> int | None:
+    """The runner's pid in a handle ``<job id>@<pid>:<start ticks>``; ``None`` without one."""
     try:
-        return int(handle.rsplit("@", 1)[1].split(":")[0])
+        pid = int(handle.rsplit("@", 1)[1].split(":")[0])
+    except (IndexError, ValueError):
+        return None
+    return pid if pid > 0 else None  # 0 and -1 would name process groups, not a process
+
+
+def _ticks_of(handle: str) -> int | None:
+    """The runner's recorded start time (clock ticks since boot) in a handle, if any."""
+    try:
+        return int(handle.rsplit("@", 1)[1].split(":", 1)[1])
     except (IndexError, ValueError):
         return None
 
 
-def _is_our_runner(pid: int, handle: str) -> bool:
-    """Whether ``pid`` still is the runner named by ``handle`` (pids get reused)."""
-    recorded = handle.rsplit(":", 1)[1] if ":" in handle.rsplit("@", 1)[-1] else "None"
-    current = process_start_ticks(pid)
-    if current is not None and recorded != "None":
-        return str(current) == recorded
+def _is_count(value: object) -> bool:
+    """A positive int from JSON (``True`` is an int too, and is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+PROC_ROOT = "/proc"  # where a process's start time and command line are read (Linux)
+RUNNER_MODULE = "ascend.runner"  # the runner runs as `python -m ascend.runner ...`
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})  # ascend.metadata.FINAL
+NO_PROC = (
+    f"there is no {PROC_ROOT} on this system, so Ascend cannot tell the job's runner from "
+    "another process that got the same pid"
+)
+GONE = "it is not running"
+
+
+class RunnerNotVerifiedWarning(RuntimeWarning):
+    """A running job's record names, as its runner, a process that is not it (a pid reused
+    since, or a record someone altered): that process is left alone."""
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)  # no /proc (macOS): liveness is all we can tell
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and never ours to signal
         return True
     except OSError:
         return False
+    return True
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, field 22 of ``/proc/<pid>/stat``)."""
+    try:
+        with open(os.path.join(PROC_ROOT, str(pid), "stat"), "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command_line(pid: int) -> list[str] | None:
+    try:
+        with open(os.path.join(PROC_ROOT, str(pid), "cmdline"), "rb") as cmdline:
+            data = cmdline.read()
+    except OSError:
+        return None
+    if not data:  # a zombie, or a kernel thread
+        return []
+    return [part.decode("utf-8", errors="replace") for part in data.rstrip(b"\0").split(b"\0")]
+
+
+def _runs_the_runner(command: list[str]) -> bool:
+    """``python -m ascend.runner ...``: the interpreter is any, the module must be the runner."""
+    from itertools import pairwise
+
+    return any(first == "-m" and second == RUNNER_MODULE for first, second in pairwise(command[1:]))
+
+
+def _unverified(pid: int, recorded_ticks: int | None) -> str | None:
+    """Why ``pid`` cannot be shown to be a job's runner started at ``recorded_ticks`` (``None``
+    when it is): its start time and its command line must match, and it must lead its own
+    process group (the group a cancel signals). :data:`NO_PROC` where nothing can be checked,
+    :data:`GONE` when the process has ended."""
+    if not os.path.isdir(os.path.join(PROC_ROOT, "self")):
+        return NO_PROC
+    if recorded_ticks is None:
+        return (
+            "no start time is recorded for it, so a process that got the same pid later "
+            "cannot be told apart"
+        )
+    started = _start_ticks(pid)
+    if started is None:
+        return GONE
+    if started != recorded_ticks:
+        return (
+            f"it started at tick {started} since boot, not at tick {recorded_ticks} as "
+            "recorded: it is another process that got the same pid"
+        )
+    command = _command_line(pid)
+    if command is None:
+        return GONE
+    if not _runs_the_runner(command):
+        shown = " ".join(command)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return (
+            f"its command line is {shown!r}, not an ascend runner's "
+            f"('python -m {RUNNER_MODULE} ...')"
+        )
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return GONE
+    except OSError as error:
+        return f"its process group cannot be read ({error})"
+    if group != pid:
+        return f"it does not lead its own process group (it is in group {group})"
+    return None
 
 
 def _kill_group(pid: int) -> None:

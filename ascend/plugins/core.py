@@ -69,6 +69,13 @@ def ascend_settings() -> Iterable[Setting]:
             help="project name recorded with jobs (project=True uses the git repository's)",
         ),
         Setting(
+            "security.allow_unsigned",
+            bool,
+            default=False,
+            help="accept packages and results without a signature (not recommended: anyone "
+            "who can write the storage could then run code in your jobs and on your machine)",
+        ),
+        Setting(
             "git_check",
             bool,
             default=False,

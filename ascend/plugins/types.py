@@ -27,7 +27,11 @@ class Setting:
     :param help: one line shown by ``ascend config show`` and in errors.
     :param validate: optional callable ``value -> None`` raising ``ValueError(reason)``.
     :param fix: what to tell the user when ``validate`` rejects a value.
-    :param secret: mask the value when it is shown.
+    :param secret: the value is a secret (a key, token, password, connection string): it is
+        masked wherever Ascend shows it (``ascend config show``, configuration errors), and
+        setting it in a config file draws a warning. A ``dict`` setting need not be secret as a
+        whole: its secret-looking keys (``account_key``, ``sas_token``...) are masked anyway
+        (:mod:`ascend.secrets`).
     :param choices: when given, the only values accepted.
     """
 

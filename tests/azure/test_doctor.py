@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ascend.testing.kube import KubeEmulator
+from ascend.testing.kube.users import set_up_namespace
 from ascend_azure.doctor import FAIL, OK, SKIP, WARN, run_checks
 
 from .. import services
@@ -38,7 +39,7 @@ def setup(
     registry = services.require("registry")
     register_plugin(ascend_azure.plugin, "azure")
     kube: KubeEmulator = make_kube_emulator()
-    kube.create_namespace(NAMESPACE)
+    set_up_namespace(kube, NAMESPACE)
     from kubernetes import client
 
     client.CoreV1Api(kube.api_client()).create_namespaced_secret(

@@ -15,6 +15,7 @@ import pytest
 
 from ascend import ascend
 from ascend.testing.kube import KubeEmulator
+from ascend.testing.kube.users import set_up_namespace
 
 from .. import services
 
@@ -62,7 +63,7 @@ def azure_kube(
         "ASCEND_USERNAME": USER,
     }.items():
         monkeypatch.setenv(name, value)
-    emulator.create_namespace(NAMESPACE)
+    set_up_namespace(emulator, NAMESPACE)
     from kubernetes import client
 
     client.CoreV1Api(emulator.api_client()).create_namespaced_secret(
@@ -91,6 +92,19 @@ def test_a_call_runs_on_the_cluster_with_azure_storage(azure_kube: KubeEmulator)
     prefix = f"users/{USER}/jobs/{handle.job_id}/"
     stored = backend.storage.list(prefix)
     assert f"{prefix}result.pkl" in stored and f"{prefix}package.pkl" in stored
+    for name in ("package.pkl", "result.pkl"):  # both directions signed, bound to the job
+        header = _header(backend.storage.read(prefix + name))
+        assert header["mac"] == "hmac-sha256" and header["job_id"] == handle.job_id
+
+
+def _header(envelope: bytes) -> dict[str, object]:
+    import json
+
+    from ascend import wire
+
+    start = len(wire.MAGIC) + 4
+    length = int.from_bytes(envelope[len(wire.MAGIC) : start], "big")
+    return dict(json.loads(envelope[start : start + length]))
 
 
 def test_a_remote_exception_comes_back_with_its_type(azure_kube: KubeEmulator) -> None:
