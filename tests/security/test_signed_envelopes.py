@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,37 @@ def test_both_directions_are_signed_for_their_job_on_the_local_provider(
         assert header["mac"] == "hmac-sha256"
         assert header["key_id"] == keys.load().current.key_id
         assert header["job_id"] == job_id
+
+
+def test_a_package_swapped_between_submit_and_pod_start_never_runs(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The node is busy, so the victim's pod waits; meanwhile a co-tenant who can write the
+    storage replaces its package (with one of their own, or with another job's valid one)."""
+    from ..test_e2e_kubernetes import configure
+
+    emulator = make_kube_emulator(cpu="1")
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
+    store = tmp_path / "store"
+    nap = ascend.ascend(timeout=60, cpu="1", stream_logs=False)(f.sleep_then_return)
+    busy = nap.submit(4, "busy")
+    deadline = time.monotonic() + 30
+    while busy.status() != "running":  # the node's one CPU is taken: the victims must wait
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victims = [nap.submit(0, "victim"), nap.submit(0, "victim")]
+    marker = tmp_path / "CODE-EXECUTED-IN-JOB"
+    forged = tmp_path / "forged.pkl"
+    evil_package(forged, marker, KeyRing.new().current, victims[0].job_id)
+    next(store.rglob(f"{victims[0].job_id}/package.pkl")).write_bytes(forged.read_bytes())
+    next(store.rglob(f"{victims[1].job_id}/package.pkl")).write_bytes(
+        next(store.rglob(f"{busy.job_id}/package.pkl")).read_bytes()
+    )
+    assert busy.result(timeout=60) == "busy"
+    causes = ("is not one of your keys", "belongs to another job")
+    for victim, cause in zip(victims, causes, strict=True):
+        with pytest.raises(IntegrityError, match=cause) as caught:
+            victim.result(timeout=60)
+        assert f"the package of job {victim.job_id}" in caught.value.message
+        assert victim.status() == "failed"
+    assert not marker.exists()
