@@ -767,13 +767,12 @@ class KubernetesCompute(ComputeBackend):
         """The job can never run: delete it so nothing waits in the cluster either."""
         self._delete(tracked)
 
-    def status(self, handle: str) -> JobStatus:
-        """The Job's state now, from one GET (no watch): for ``done()`` and ``cancel()``."""
+    def _read_job(self, tracked: _Tracked) -> Any:
+        """The Job, from one GET; ``None`` when it does not exist."""
         from kubernetes.client.exceptions import ApiException
 
-        tracked = self._lookup(handle)
         try:
-            job = self._request(
+            return self._request(
                 "read the job",
                 tracked.namespace,
                 lambda: self._batch().read_namespaced_job(
@@ -783,8 +782,15 @@ class KubernetesCompute(ComputeBackend):
         except ComputeError as error:
             cause = error.__context__
             if isinstance(cause, ApiException) and cause.status == 404:
-                return JobStatus(FAILED, None, "Deleted", "the job no longer exists")
+                return None
             raise
+
+    def status(self, handle: str) -> JobStatus:
+        """The Job's state now, from one GET (no watch): for ``done()`` and ``cancel()``."""
+        tracked = self._lookup(handle)
+        job = self._read_job(tracked)
+        if job is None:
+            return JobStatus(FAILED, None, "Deleted", "the job no longer exists")
         for condition in job.status.conditions or []:
             if condition.status != "True":
                 continue
@@ -946,7 +952,6 @@ class KubernetesCompute(ComputeBackend):
         ascend`` and with that job id; any other raises :class:`PermissionDeniedError` naming
         it and why. A handle read from storage, or a Job someone else made, is never trusted.
         """
-        from kubernetes.client.exceptions import ApiException
 
         from ascend.errors import InvalidJobIdError, PermissionDeniedError
         from ascend.job_ids import job_id_from_name
@@ -969,19 +974,9 @@ class KubernetesCompute(ComputeBackend):
                     f"({JOB_NAME_PREFIX}<job id>)",
                     fix=fix,
                 ) from None
-        try:
-            job = self._request(
-                "read the job",
-                tracked.namespace,
-                lambda: self._batch().read_namespaced_job(
-                    tracked.name, tracked.namespace, _request_timeout=LIST_TIMEOUT
-                ),
-            )
-        except ComputeError as error:
-            cause = error.__context__
-            if isinstance(cause, ApiException) and cause.status == 404:
-                return None
-            raise
+        job = self._read_job(tracked)
+        if job is None:
+            return None
         labels = dict(getattr(job.metadata, "labels", None) or {})
         expected = {MANAGED_BY: "ascend", JOB_ID_LABEL: label_value(job_id)}
         for key, value in expected.items():
