@@ -366,6 +366,7 @@ class Runner:
     def _out_of_memory(self, error: MemoryError) -> int:
         from ascend.errors import OutOfMemoryError
 
+        self._lift_memory_limit()
         text = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
         if error.__traceback__ is not None:
             traceback.clear_frames(error.__traceback__)  # let the big locals go
@@ -384,11 +385,25 @@ class Runner:
         )
 
     def _limit_memory(self) -> None:
+        """Cap the function's address space (the soft limit only: the runner lifts it again
+        to record the outcome, which must not fail for the memory the function took)."""
         if not self.rlimit_as:
             return
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (self.rlimit_as, self.rlimit_as))
+        self._unlimited, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (self.rlimit_as, hard))
+
+    def _lift_memory_limit(self) -> None:
+        if not self.rlimit_as or not hasattr(self, "_unlimited"):
+            return
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (self._unlimited, hard))
+        except (ValueError, OSError):  # the function lowered the hard limit: keep trying
+            pass
 
     def _start_watchdog(self, timeout: float) -> None:
         def expire() -> None:

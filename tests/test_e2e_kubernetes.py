@@ -722,3 +722,17 @@ def test_no_registry_and_no_runtime_image_is_a_clear_error(
     with pytest.raises(BackendNotAvailableError, match="registry") as caught:
         double(1)
     assert "registry_url" in (caught.value.fix or "")
+
+
+def test_a_result_comes_back_without_waiting_for_the_jobs_complete(
+    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A real Job controller says Complete about a second after the pod ends (it batches pod
+    updates); the pod's Succeeded and the runner's signed result already say everything."""
+    emulator = make_kube_emulator(job_batch_period=30.0)  # Complete comes 30 s after the pod
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
+    handle = double.submit(4)
+    # a wait for Complete would still be waiting after 20 s (TimeoutError): nothing else
+    # touches the Job while the call waits
+    assert handle.result(timeout=20) == 8
+    assert handle.metadata()["status"] == "succeeded"

@@ -427,6 +427,23 @@ def test_job_success_logs_and_events(kube: Kube) -> None:
     assert [e.reason for e in events_for(kube, "hello")] == ["SuccessfulCreate", "Completed"]
 
 
+def test_the_job_controller_batches_pod_updates(make_kube: Callable[..., Kube]) -> None:
+    """As the real controller's SyncJobBatchPeriod: the pod ends, and the Job says Complete
+    only once the period has passed."""
+    kube = make_kube(job_batch_period=3.0)
+    kube.batch.create_namespaced_job(kube.ns, job_manifest("batched", ["true"]))
+    deadline = time.monotonic() + 30
+    while True:
+        pods = kube.core.list_namespaced_pod(kube.ns, label_selector="job-name=batched").items
+        if pods and pods[0].status.phase == "Succeeded":
+            break
+        assert time.monotonic() < deadline, "the pod never succeeded"
+        time.sleep(0.05)
+    job = kube.batch.read_namespaced_job("batched", kube.ns)
+    assert not any(c.type == "Complete" for c in job.status.conditions or [])
+    assert wait_job(kube, "batched", "Complete").status.succeeded == 1
+
+
 def test_job_failure_exit_code(kube: Kube) -> None:
     kube.batch.create_namespaced_job(
         kube.ns, job_manifest("fail", ["sh", "-c", "echo boom; exit 3"])

@@ -419,6 +419,12 @@ class KubernetesCompute(ComputeBackend):
                     verdict = self._pod_verdict(tracked, obj)
                     if verdict is not None:
                         return verdict
+                    if obj.status.phase == "Succeeded":
+                        # The runner exits 0 only once its signed result is in storage: the
+                        # Job controller's Complete, which a real one batches (about a second
+                        # later), adds nothing. Every other ending waits for the Job's word.
+                        self._finish_logs(tracked)
+                        return JobStatus(SUCCEEDED, 0)
                     console.report(*_pod_phase(obj))
                     unschedulable = _unschedulable(obj)
                     if unschedulable is not None and pending_since is None:

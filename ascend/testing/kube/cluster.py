@@ -26,8 +26,17 @@ Key = tuple[str, ...]
 
 
 class Cluster:
-    def __init__(self, store: Store, kubelet_factory: Callable[[EventRecorder], Kubelet]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        kubelet_factory: Callable[[EventRecorder], Kubelet],
+        job_batch_period: float = 0.0,
+    ) -> None:
         self.store = store
+        # Pod changes reach the Job controller once per period, merged, as the real one's
+        # SyncJobBatchPeriod does (a Job's Complete comes about a second after its pod ends).
+        self.job_batch_period = job_batch_period
+        self._batched: set[Key] = set()
         self.recorder = EventRecorder(store)
         self.gc = GarbageCollector(store)
         self.scheduler = Scheduler(store, self.recorder)
@@ -73,6 +82,17 @@ class Cluster:
                 self._queue[key] = None
             self._cond.notify_all()
 
+    def _enqueue_batched(self, key: Key) -> None:
+        """Enqueue ``key`` after the batch period, once for all changes within it."""
+        if self.job_batch_period <= 0:
+            self.enqueue(key)
+            return
+        with self._cond:
+            if key in self._batched:
+                return
+            self._batched.add(key)
+        self.enqueue(key, delay=self.job_batch_period)
+
     def _on_change(self, change: Change) -> None:
         namespace, name = change.namespace, change.name
         resource = change.resource
@@ -81,7 +101,7 @@ class Cluster:
             self.enqueue(("schedule",))
             for ref in change.obj["metadata"].get("ownerReferences") or []:
                 if ref.get("kind") == "Job" and ref.get("controller"):
-                    self.enqueue(("job", namespace, str(ref.get("name"))))
+                    self._enqueue_batched(("job", namespace, str(ref.get("name"))))
         elif resource == "jobs":
             self.enqueue(("job", namespace, name))
         elif resource == "nodes":
@@ -102,6 +122,7 @@ class Cluster:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, key = heapq.heappop(self._timers)
+                    self._batched.discard(key)
                     self._queue[key] = None
                 if self._queue:
                     key = next(iter(self._queue))

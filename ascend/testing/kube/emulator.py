@@ -58,6 +58,10 @@ class KubeEmulator:
         reference names (loopback hosts only), so no registry needs naming.
     :param port: 0 for an ephemeral port.
     :param watch_history: how many changes a watch can resume from (older: 410 Expired).
+    :param job_batch_period: seconds the Job controller merges pod changes for before it
+        acts on them, as the real one does (about a second): a Job is ``Complete`` that long
+        after its pod has ended, so the emulator cannot flatter how fast a client that waits
+        for ``Complete`` gets its result. ``0`` acts at once.
     :param env: variables every container starts with (after the image's own ``Env``).
     :param preloaded_images: the images the node has without pulling, as after
         ``kind load docker-image``, never pulled whatever ``imagePullPolicy`` says: their
@@ -81,6 +85,7 @@ class KubeEmulator:
         port: int = 0,
         node_name: str = "ascend-emulator-node",
         watch_history: int = 1000,
+        job_batch_period: float = 1.0,
         env: Mapping[str, str] | None = None,
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
         preloaded_images: Iterable[str] = (DEV_RUNTIME_IMAGE,),
@@ -106,6 +111,7 @@ class KubeEmulator:
         self.env = dict(env or {})
         self.kubeconfig: Path | None = None
         self.requests = RequestCounter()
+        self.job_batch_period = job_batch_period
         self.forbidden: set[tuple[str, str]] = set()  # see forbid()
         self.store = Store(history=watch_history)
         self._port = port
@@ -135,7 +141,7 @@ class KubeEmulator:
                 image_dir=image_dir,
             )
 
-        cluster = Cluster(self.store, kubelet)
+        cluster = Cluster(self.store, kubelet, self.job_batch_period)
         server.api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
         server.api.forbidden = self.forbidden  # shared: forbid() works before and after start
         self._server, self._cluster = server, cluster
