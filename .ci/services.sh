@@ -5,11 +5,15 @@
 #
 #   COMMAND  install | start | stop | env
 #   SERVICE  moto | azurite | registry        (default: all three)
+#            kube                             (only when named)
 #
 #   moto      S3 API (moto server, in its own virtualenv)    127.0.0.1:5002
 #   azurite   Azure Blob API (Azurite, from npm)             127.0.0.1:10000
 #   registry  OCI registries (Debian docker-registry)        127.0.0.1:5000 (open)
 #                                                            127.0.0.1:5001 (basic auth)
+#   kube      Kubernetes control plane built from the Go      127.0.0.1:6443
+#             modules (etcd, kube-apiserver, controller-
+#             manager, scheduler; see .ci/kube/)
 #
 # Typical use:
 #   bash .ci/services.sh install && bash .ci/services.sh start
@@ -21,7 +25,13 @@
 # env file, per-start data):
 #   ${ASCEND_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ascend-ci-services}
 # Ports can be changed with ASCEND_MOTO_PORT, ASCEND_AZURITE_PORT,
-# ASCEND_REGISTRY_PORT and ASCEND_AUTH_REGISTRY_PORT.
+# ASCEND_REGISTRY_PORT, ASCEND_AUTH_REGISTRY_PORT, ASCEND_KUBE_PORT,
+# ASCEND_KUBE_ETCD_PORT, ASCEND_KUBE_ETCD_PEER_PORT,
+# ASCEND_KUBE_CONTROLLER_MANAGER_PORT and ASCEND_KUBE_SCHEDULER_PORT.
+#
+# kube is not in the default list: its first install builds from source
+# (several minutes), so it is started explicitly:
+#   bash .ci/services.sh install kube && bash .ci/services.sh start kube
 #
 # Progress lines ("[services] ...") go to stderr, so stdout stays clean for
 # `eval "$(bash .ci/services.sh env)"`.
@@ -35,6 +45,8 @@ trap 'echo "[services] ERROR: unexpected failure (exit $?) at line $LINENO: $BAS
 # ---------------------------------------------------------------------------
 
 ALL_SERVICES=(moto azurite registry)
+# Known too, but only acted on when named on the command line.
+OPTIONAL_SERVICES=(kube)
 
 DIR="${ASCEND_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ascend-ci-services}"
 DATA_ROOT="$DIR/data"          # per-start scratch dirs, wiped by `stop`
@@ -61,6 +73,21 @@ AUTH_REGISTRY_PORT="${ASCEND_AUTH_REGISTRY_PORT:-5001}"
 REGISTRY_USER="ascend"
 REGISTRY_PASSWORD="s3cret"
 REGISTRY_REALM="ascend-test-registry"
+
+KUBE_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kube"
+# shellcheck source=kube/versions.sh
+. "$KUBE_SRC/versions.sh"
+# Binaries, keyed by every version that goes into them; kept across stop.
+KUBE_CACHE="$DIR/kube-bin/${KUBE_VERSION}-etcd${ETCD_VERSION}-go${KUBE_GO_VERSION}"
+KUBE_PORT="${ASCEND_KUBE_PORT:-6443}"
+KUBE_ETCD_PORT="${ASCEND_KUBE_ETCD_PORT:-23790}"
+KUBE_ETCD_PEER_PORT="${ASCEND_KUBE_ETCD_PEER_PORT:-23800}"
+KUBE_CM_PORT="${ASCEND_KUBE_CONTROLLER_MANAGER_PORT:-10257}"
+KUBE_SCHED_PORT="${ASCEND_KUBE_SCHEDULER_PORT:-10259}"
+# Name of the (future, process) kubelet's node; its cert is made at start.
+KUBE_NODE="${ASCEND_KUBE_NODE:-ascend-node}"
+KUBE_BUILD_TIMEOUT_S=1200
+KUBE_READY_TIMEOUT_S=90
 
 START_TIMEOUT_S=30
 STOP_GRACE_S=5
@@ -90,7 +117,7 @@ since() { echo $(($(now_ms) - $1)); }
 
 usage() {
     cat >&2 <<'EOF'
-usage: bash .ci/services.sh install|start|stop|env [moto] [azurite] [registry]
+usage: bash .ci/services.sh install|start|stop|env [moto] [azurite] [registry] [kube]
 EOF
     exit 2
 }
@@ -529,6 +556,252 @@ env_registry() {
 }
 
 # ---------------------------------------------------------------------------
+# kube (etcd + kube-apiserver + kube-controller-manager + kube-scheduler)
+# ---------------------------------------------------------------------------
+
+KUBE_BIN="$KUBE_CACHE/bin"
+KUBE_STATE="$DIR/kube"            # PKI, kubeconfigs; wiped by `stop`
+KUBE_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+
+kube_installed() {
+    local b
+    [[ -f "$KUBE_CACHE/VERSIONS" ]] || return 1
+    for b in "${KUBE_COMPONENTS[@]}"; do [[ -x "$KUBE_BIN/$b" ]] || return 1; done
+}
+
+install_kube() {
+    local t0 logfile="$DIR/install-kube.log"
+    t0=$(now_ms)
+    if kube_installed; then
+        log "install kube: already $KUBE_VERSION, etcd $ETCD_VERSION (go$KUBE_GO_VERSION) in $KUBE_CACHE ($(since "$t0") ms)"
+        return 0
+    fi
+    command -v go >/dev/null 2>&1 || die "install kube: go not found on PATH"
+    command -v openssl >/dev/null 2>&1 || die "install kube: openssl not found on PATH"
+    : >"$logfile"
+    mkdir -p "$(dirname "$KUBE_CACHE")"
+    rm -rf -- "$KUBE_CACHE".tmp.*    # left by a build that was killed
+    log "install kube: building $KUBE_VERSION and etcd $ETCD_VERSION with go$KUBE_GO_VERSION (several minutes; log: $logfile)"
+    run_logged "$logfile" timeout --kill-after=10 "$KUBE_BUILD_TIMEOUT_S" \
+        bash "$KUBE_SRC/build.sh" "$KUBE_CACHE" ||
+        die "install kube: build failed or exceeded ${KUBE_BUILD_TIMEOUT_S}s (log: $logfile)"
+    kube_installed || die "install kube: binaries missing in $KUBE_BIN after build (log: $logfile)"
+    log "install kube: built into $KUBE_CACHE ($(since "$t0") ms)"
+}
+
+# kubeconfig for one client cert of the throw-away PKI, certs embedded.
+#   kube_write_kubeconfig FILE USER CERT KEY
+kube_write_kubeconfig() {
+    local file="$1" user="$2" cert="$3" key="$4" pki="$KUBE_STATE/pki"
+    (
+        umask 077
+        cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: ascend-test
+  cluster:
+    server: https://127.0.0.1:$KUBE_PORT
+    certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 <"$cert")
+    client-key-data: $(base64 -w0 <"$key")
+contexts:
+- name: $user@ascend-test
+  context:
+    cluster: ascend-test
+    user: $user
+current-context: $user@ascend-test
+EOF
+    )
+}
+
+# GET a path on the apiserver with the admin cert; prints the body.
+kube_get() {
+    local pki="$KUBE_STATE/pki"
+    curl -sf --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+        "https://127.0.0.1:$KUBE_PORT$1"
+}
+
+# Poll COMMAND until it succeeds; fail with the log of NAME if NAME's process
+# dies or the timeout passes.
+#   kube_wait NAME MARKER WHAT COMMAND...
+kube_wait() {
+    local name="$1" marker="$2" what="$3" t0 deadline
+    shift 3
+    t0=$(now_ms)
+    deadline=$((t0 + KUBE_READY_TIMEOUT_S * 1000))
+    until "$@" >/dev/null 2>&1; do
+        if ! running_pid "$name" "$marker" >/dev/null; then
+            show_log_tail "$DIR/$name.log"
+            die "$name exited before $what (log: $DIR/$name.log)"
+        fi
+        if (($(now_ms) > deadline)); then
+            show_log_tail "$DIR/$name.log"
+            die "$name: no $what within ${KUBE_READY_TIMEOUT_S}s (log: $DIR/$name.log)"
+        fi
+        sleep 0.2
+    done
+    log "start $name: $what ($(since "$t0") ms)"
+}
+
+# Pid-file name of a component: kube-etcd, or the component's own name.
+kube_name() {
+    if [[ "$1" == etcd ]]; then echo kube-etcd; else echo "$1"; fi
+}
+
+kube_all_running() {
+    local c
+    for c in "${KUBE_COMPONENTS[@]}"; do
+        running_pid "$(kube_name "$c")" "$KUBE_BIN/$c" >/dev/null || return 1
+    done
+}
+
+kube_any_running() {
+    local c
+    for c in "${KUBE_COMPONENTS[@]}"; do
+        running_pid "$(kube_name "$c")" "$KUBE_BIN/$c" >/dev/null && return 0
+    done
+    return 1
+}
+
+# The body of `start kube`; runs in a subshell so that a failure anywhere
+# (each `die`) can be followed by stopping whatever did start.
+kube_start_all() {
+    local t0 data pki st="$KUBE_STATE"
+    t0=$(now_ms)
+    rm -rf -- "$st"
+    remove_data_dirs kube
+    mkdir -p "$st"
+    data="$(new_data_dir kube)"
+    pki="$st/pki"
+    : >"$DIR/kube-pki.log"
+    run_logged "$DIR/kube-pki.log" bash "$KUBE_SRC/pki.sh" "$pki" "$KUBE_NODE" ||
+        die "start kube: making the PKI failed (log: $DIR/kube-pki.log)"
+    kube_write_kubeconfig "$st/controller-manager.kubeconfig" system:kube-controller-manager \
+        "$pki/controller-manager.crt" "$pki/controller-manager.key"
+    kube_write_kubeconfig "$st/scheduler.kubeconfig" system:kube-scheduler \
+        "$pki/scheduler.crt" "$pki/scheduler.key"
+    log "start kube: PKI and kubeconfigs in $st ($(since "$t0") ms)"
+
+    launch kube-etcd "$KUBE_ETCD_PORT" "$KUBE_BIN/etcd" \
+        "$KUBE_BIN/etcd" --name default --data-dir "$data/etcd" \
+        --listen-client-urls "http://127.0.0.1:$KUBE_ETCD_PORT" \
+        --advertise-client-urls "http://127.0.0.1:$KUBE_ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$KUBE_ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$KUBE_ETCD_PEER_PORT" \
+        --initial-cluster "default=http://127.0.0.1:$KUBE_ETCD_PEER_PORT" \
+        --unsafe-no-fsync --log-level warn
+    kube_wait kube-etcd "$KUBE_BIN/etcd" "/health ok" \
+        curl -sf --max-time 2 "http://127.0.0.1:$KUBE_ETCD_PORT/health"
+
+    launch kube-apiserver "$KUBE_PORT" "$KUBE_BIN/kube-apiserver" \
+        "$KUBE_BIN/kube-apiserver" \
+        --etcd-servers "http://127.0.0.1:$KUBE_ETCD_PORT" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_PORT" \
+        --cert-dir "$data/apiserver" \
+        --endpoint-reconciler-type none \
+        --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+        --client-ca-file "$pki/ca.crt" \
+        --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority "$pki/ca.crt" \
+        --kubelet-preferred-address-types InternalIP \
+        --service-account-issuer https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file "$pki/sa.pub" \
+        --service-account-signing-key-file "$pki/sa.key" \
+        --service-cluster-ip-range 10.0.0.0/24 \
+        --authorization-mode Node,RBAC \
+        --enable-admission-plugins NodeRestriction \
+        --allow-privileged=true
+    kube_wait kube-apiserver "$KUBE_BIN/kube-apiserver" "/readyz ok" kube_get /readyz
+
+    # Written under a temporary name; it appears only once everything is ready.
+    kube_write_kubeconfig "$st/admin.kubeconfig.tmp" admin "$pki/admin.crt" "$pki/admin.key"
+
+    launch kube-controller-manager "$KUBE_CM_PORT" "$KUBE_BIN/kube-controller-manager" \
+        "$KUBE_BIN/kube-controller-manager" \
+        --kubeconfig "$st/controller-manager.kubeconfig" \
+        --authentication-kubeconfig "$st/controller-manager.kubeconfig" \
+        --authorization-kubeconfig "$st/controller-manager.kubeconfig" \
+        --bind-address 127.0.0.1 --secure-port "$KUBE_CM_PORT" \
+        --cert-dir "$data/controller-manager" \
+        --controllers '*' --use-service-account-credentials \
+        --service-account-private-key-file "$pki/sa.key" \
+        --root-ca-file "$pki/ca.crt" \
+        --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+        --service-cluster-ip-range 10.0.0.0/24 \
+        --leader-elect=false
+
+    launch kube-scheduler "$KUBE_SCHED_PORT" "$KUBE_BIN/kube-scheduler" \
+        "$KUBE_BIN/kube-scheduler" \
+        --kubeconfig "$st/scheduler.kubeconfig" \
+        --authentication-kubeconfig "$st/scheduler.kubeconfig" \
+        --authorization-kubeconfig "$st/scheduler.kubeconfig" \
+        --bind-address 127.0.0.1 --secure-port "$KUBE_SCHED_PORT" \
+        --leader-elect=false
+
+    kube_wait kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+        "default service account in default" \
+        kube_get /api/v1/namespaces/default/serviceaccounts/default
+    running_pid kube-scheduler "$KUBE_BIN/kube-scheduler" >/dev/null || {
+        show_log_tail "$DIR/kube-scheduler.log"
+        die "kube-scheduler exited (log: $DIR/kube-scheduler.log)"
+    }
+    mv -f "$st/admin.kubeconfig.tmp" "$st/admin.kubeconfig"
+    log "start kube: control plane $KUBE_VERSION ready on https://127.0.0.1:$KUBE_PORT ($(since "$t0") ms)"
+}
+
+start_kube() {
+    local t0
+    t0=$(now_ms)
+    if kube_all_running && [[ -f "$KUBE_STATE/admin.kubeconfig" ]]; then
+        log "start kube: already running on https://127.0.0.1:$(recorded_port kube-apiserver) ($(since "$t0") ms)"
+        return 0
+    fi
+    kube_installed || die "start kube: not installed; run: bash .ci/services.sh install kube"
+    command -v openssl >/dev/null 2>&1 || die "start kube: openssl not found on PATH"
+    command -v curl >/dev/null 2>&1 || die "start kube: curl not found on PATH"
+    if kube_any_running; then
+        log "start kube: some components run without the others; restarting all"
+        stop_kube
+    fi
+    # In the background and waited for, not `if ! (...)`: a condition context
+    # would switch off errexit inside the subshell.
+    kube_start_all &
+    if ! wait $!; then
+        log "start kube: failed; stopping what started"
+        stop_kube
+        die "start kube: control plane did not come up (logs: $DIR/kube-*.log)"
+    fi
+}
+
+stop_kube() {
+    local i
+    # Reverse order: clients first, etcd last.
+    for ((i = ${#KUBE_COMPONENTS[@]} - 1; i >= 0; i--)); do
+        terminate "$(kube_name "${KUBE_COMPONENTS[i]}")" "$KUBE_BIN/${KUBE_COMPONENTS[i]}"
+    done
+    remove_data_dirs kube
+    rm -rf -- "$KUBE_STATE"
+}
+
+env_kube() {
+    running_pid kube-apiserver "$KUBE_BIN/kube-apiserver" >/dev/null || return 0
+    [[ -f "$KUBE_STATE/admin.kubeconfig" ]] || return 0
+    cat <<EOF
+# kube (Kubernetes $KUBE_VERSION control plane, RBAC + Node authorizer)
+export ASCEND_TEST_KUBECONFIG='$KUBE_STATE/admin.kubeconfig'
+# ca.crt, node.crt and node.key (CN=system:node:$KUBE_NODE) for a process kubelet
+export ASCEND_TEST_KUBE_PKI='$KUBE_STATE/pki'
+export ASCEND_TEST_KUBE_NODE='$KUBE_NODE'
+export ASCEND_TEST_KUBE_SERVER='https://127.0.0.1:$(recorded_port kube-apiserver)'
+EOF
+}
+
+# ---------------------------------------------------------------------------
 # env file
 # ---------------------------------------------------------------------------
 
@@ -536,7 +809,7 @@ env_registry() {
 # the ones named on the command line). Removed when nothing runs.
 write_env_file() {
     local body tmp
-    body="$(env_moto; env_azurite; env_registry)"
+    body="$(env_moto; env_azurite; env_registry; env_kube)"
     if [[ -z "$body" ]]; then
         rm -f "$ENV_FILE"
         return 0
@@ -595,8 +868,8 @@ main() {
     else
         for s in "$@"; do
             known=""
-            for k in "${ALL_SERVICES[@]}"; do [[ "$s" == "$k" ]] && known=1; done
-            [[ -n "$known" ]] || { log "unknown service '$s' (expected: ${ALL_SERVICES[*]})"; usage; }
+            for k in "${ALL_SERVICES[@]}" "${OPTIONAL_SERVICES[@]}"; do [[ "$s" == "$k" ]] && known=1; done
+            [[ -n "$known" ]] || { log "unknown service '$s' (expected: ${ALL_SERVICES[*]} ${OPTIONAL_SERVICES[*]})"; usage; }
             services+=("$s")
         done
     fi
@@ -605,6 +878,11 @@ main() {
     check_port_number ASCEND_AZURITE_PORT "$AZURITE_PORT"
     check_port_number ASCEND_REGISTRY_PORT "$REGISTRY_PORT"
     check_port_number ASCEND_AUTH_REGISTRY_PORT "$AUTH_REGISTRY_PORT"
+    check_port_number ASCEND_KUBE_PORT "$KUBE_PORT"
+    check_port_number ASCEND_KUBE_ETCD_PORT "$KUBE_ETCD_PORT"
+    check_port_number ASCEND_KUBE_ETCD_PEER_PORT "$KUBE_ETCD_PEER_PORT"
+    check_port_number ASCEND_KUBE_CONTROLLER_MANAGER_PORT "$KUBE_CM_PORT"
+    check_port_number ASCEND_KUBE_SCHEDULER_PORT "$KUBE_SCHED_PORT"
 
     mkdir -p "$DIR"
 
