@@ -250,7 +250,8 @@ class Console:
 
     def _print_plain(self, text: str) -> None:
         try:
-            print(text, file=self._err(), flush=True)
+            self._err().write(text + "\n")  # one write: threads' lines never run together
+            self._err().flush()
         except (OSError, ValueError):
             pass
 

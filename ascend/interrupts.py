@@ -131,11 +131,19 @@ def cancel_and_say(handle: _Cancellable) -> None:
     try:
         handle.cancel()
     except Exception as error:
-        print(
+        say(
             f"[ascend] Ctrl-C: could not cancel job {handle.job_id}: {error} "
-            f"(ascend jobs cancel {handle.job_id} stops it)",
-            file=sys.stderr,
-            flush=True,
+            f"(ascend jobs cancel {handle.job_id} stops it)"
         )
         return
-    print(f"[ascend] Ctrl-C: cancelled job {handle.job_id}", file=sys.stderr, flush=True)
+    say(f"[ascend] Ctrl-C: cancelled job {handle.job_id}")
+
+
+def say(line: str) -> None:
+    """One line on stderr in one write: lines from several threads never run together
+    (``print`` writes the text and its newline separately)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -323,19 +323,15 @@ class JobHandle:
 
     def _interrupted(self, cancel: bool) -> None:
         """Ctrl-C while waiting: cancel the job (or only detach from it), and say which."""
-        import sys
-
-        if not cancel:
-            print(
-                f"[ascend] Ctrl-C: stopped waiting for job {self.job_id}; it keeps running. "
-                f"ascend.attach({self.job_id!r}).result() waits again; "
-                f"'ascend jobs cancel {self.job_id}' stops it.",
-                file=sys.stderr,
-                flush=True,
-            )
-            return
         from ascend import interrupts
 
+        if not cancel:
+            interrupts.say(
+                f"[ascend] Ctrl-C: stopped waiting for job {self.job_id}; it keeps running. "
+                f"ascend.attach({self.job_id!r}).result() waits again; "
+                f"'ascend jobs cancel {self.job_id}' stops it."
+            )
+            return
         interrupts.cancel_and_say(self)
 
     def _record_verdict(self, error: JobError) -> None:

@@ -50,7 +50,11 @@ _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 def storage_error(uri: str, action: str, error: BaseException) -> StorageError:
     """The typed error for a failed storage operation on ``uri``: a full disk or quota says
-    "storage full", a refused write says so, anything else names the client's error."""
+    "storage full", a refused write says so, anything else names the client's error. A
+    credential in the URI (``user:secret@``, a SAS query) is not repeated."""
+    from ascend.secrets import redact_url
+
+    uri = redact_url(uri, mark=True)
     code = getattr(error, "errno", None)
     if code in _FULL:
         return StorageError(

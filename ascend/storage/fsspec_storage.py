@@ -94,7 +94,9 @@ class FsspecStorage(CloudStorage):
         self._open_options: dict[str, Any] = {"block_size": block_size} if block_size else {}
 
     def __repr__(self) -> str:
-        return f"FsspecStorage({self.url!r})"
+        from ascend.secrets import redact_url
+
+        return f"FsspecStorage({redact_url(self.url, mark=True)!r})"
 
     # -- paths -------------------------------------------------------------------------------
 

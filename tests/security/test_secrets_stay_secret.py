@@ -485,3 +485,15 @@ def test_redacted_url_keeps_the_location_and_drops_every_credential(
     assert redact_url(url) == f"{scheme}://{host}{path}"
     marked = redact_url(url, mark=True)
     assert marked == f"{scheme}://{MASK}@{host}{path}?{MASK}#{MASK}"
+
+
+def test_storage_repr_and_errors_do_not_repeat_credentials_in_the_url() -> None:
+    from ascend.storage.base import storage_error
+    from ascend.storage.fsspec_storage import FsspecStorage
+
+    canary = "canary-" + uuid.uuid4().hex
+    url = f"memory://user:{canary}@bucket/root"
+    assert canary not in repr(FsspecStorage(url))
+    error = storage_error(f"az://container/x.pkl?sig={canary}", "write", OSError("refused"))
+    assert canary not in str(error)
+    assert "az://container/x.pkl" in str(error)
