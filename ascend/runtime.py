@@ -167,7 +167,7 @@ class JobHandle:
         :class:`JobCancelledError` naming the canceller. A verdict already there (another
         cancel, say) is kept: the verdict has one writer.
         """
-        if self._backend.compute.status(self._handle).finished:
+        if self._outcome is not None or self._backend.compute.status(self._handle).finished:
             return
         storage = self._backend.storage
         who = _who_am_i(self._backend.config)

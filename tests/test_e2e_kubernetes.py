@@ -736,3 +736,14 @@ def test_a_result_comes_back_without_waiting_for_the_jobs_complete(
     # touches the Job while the call waits
     assert handle.result(timeout=20) == 8
     assert handle.metadata()["status"] == "succeeded"
+    # done before the controller says so: neither this handle nor another one cancels it now
+    assert handle.done() and attach(handle.job_id).done()
+    handle.cancel()
+    attach(handle.job_id).cancel()
+    from kubernetes import client
+
+    job = client.BatchV1Api(emulator.api_client()).read_namespaced_job(
+        f"ascend-{handle.job_id}", NAMESPACE
+    )
+    assert job.metadata.deletion_timestamp is None
+    assert handle.status() == "succeeded"

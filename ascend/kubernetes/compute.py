@@ -792,7 +792,8 @@ class KubernetesCompute(ComputeBackend):
             raise
 
     def status(self, handle: str) -> JobStatus:
-        """The Job's state now, from one GET (no watch): for ``done()`` and ``cancel()``."""
+        """The Job's state now, without a watch: for ``done()`` and ``cancel()``. A Job whose
+        pod has succeeded is done, as for :meth:`wait`, before the controller says Complete."""
         tracked = self._lookup(handle)
         job = self._read_job(tracked)
         if job is None:
@@ -805,6 +806,8 @@ class KubernetesCompute(ComputeBackend):
             if condition.type == "Failed":
                 state = TIMED_OUT if condition.reason == "DeadlineExceeded" else FAILED
                 return JobStatus(state, None, condition.reason, condition.message)
+        if job.status.succeeded or any(p.status.phase == "Succeeded" for p in self._pods(tracked)):
+            return JobStatus(SUCCEEDED, 0)
         return JobStatus(RUNNING)
 
     # -- logs --------------------------------------------------------------------------------

@@ -103,7 +103,11 @@ class Cluster:
                 if ref.get("kind") == "Job" and ref.get("controller"):
                     self._enqueue_batched(("job", namespace, str(ref.get("name"))))
         elif resource == "jobs":
-            self.enqueue(("job", namespace, name))
+            key = ("job", namespace, name)
+            if change.type == "MODIFIED":  # updates are batched too; a new Job acts at once
+                self._enqueue_batched(key)
+            else:
+                self.enqueue(key)
         elif resource == "nodes":
             self.enqueue(("schedule",))
         elif resource == "namespaces" and change.obj["metadata"].get("deletionTimestamp"):
