@@ -130,14 +130,12 @@ def wait_running(storage: Path, job_id: str, timeout: float = 10.0) -> dict[str,
 
 
 def client_env(storage: Path, **extra: str) -> dict[str, str]:
-    """The environment of a client subprocess: this test's (isolated) one, plus the repo."""
-    env = dict(os.environ)
-    env["ASCEND_CLOUD_PROVIDER"] = "local"
-    env["ASCEND_LOCAL_STORAGE_DIR"] = str(storage)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    """The environment of a local-provider client subprocess keeping its jobs in ``storage``."""
+    from tests import clients
+
+    return clients.client_env(
+        ASCEND_CLOUD_PROVIDER="local", ASCEND_LOCAL_STORAGE_DIR=str(storage), **extra
+    )
 
 
 def write_client(tmp_path: Path, body: str, name: str = "client.py") -> Path:
