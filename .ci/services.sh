@@ -715,6 +715,9 @@ kube_start_all() {
         --service-cluster-ip-range 10.0.0.0/24 \
         --authorization-mode Node,RBAC \
         --enable-admission-plugins NodeRestriction \
+        --audit-policy-file "$KUBE_SRC/audit-policy.yaml" \
+        --audit-log-path "$st/audit.log" --audit-log-format json \
+        --audit-log-mode blocking --audit-log-maxsize 200 \
         --allow-privileged=true
     kube_wait kube-apiserver "$KUBE_BIN/kube-apiserver" "/readyz ok" kube_get /readyz
 
@@ -798,6 +801,8 @@ export ASCEND_TEST_KUBECONFIG='$KUBE_STATE/admin.kubeconfig'
 export ASCEND_TEST_KUBE_PKI='$KUBE_STATE/pki'
 export ASCEND_TEST_KUBE_NODE='$KUBE_NODE'
 export ASCEND_TEST_KUBE_SERVER='https://127.0.0.1:$(recorded_port kube-apiserver)'
+# one JSON record per request of people and test clients (see kube/audit-policy.yaml)
+export ASCEND_TEST_KUBE_AUDIT_LOG='$KUBE_STATE/audit.log'
 EOF
 }
 

@@ -16,7 +16,11 @@ from . import services
 # one. Subprocess tests build their own environment and so still see the real import check.
 os.environ["ASCEND_SKIP_BACKEND_CHECK"] = "1"
 
-pytest_plugins = ["ascend.testing.pytest_plugin", "ascend.testing.kube.fixtures"]
+pytest_plugins = [
+    "ascend.testing.pytest_plugin",
+    "ascend.testing.kube.fixtures",
+    "tests.kube_clusters",
+]
 
 
 # -- the local OCI registries (.ci/services.sh): open, and with htpasswd auth -----------------

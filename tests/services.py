@@ -1,4 +1,5 @@
-"""Local test services (moto, Azurite, OCI registry), started by .ci/services.sh.
+"""Local test services (moto, Azurite, OCI registry, the real Kubernetes control plane), started
+by .ci/services.sh.
 
 A test that needs a service calls :func:`require`: outside CI it is skipped with the reason;
 with ``ASCEND_REQUIRE_SERVICES=1`` (set by .ci/run) a missing service fails the test, so CI
@@ -19,6 +20,7 @@ SERVICES = {
     "registry": "ASCEND_TEST_REGISTRY",
     "auth-registry": "ASCEND_TEST_AUTH_REGISTRY",
     "azurite-bin": "ASCEND_TEST_AZURITE_BIN",  # the azurite-blob launcher, for own instances
+    "kube": "ASCEND_TEST_KUBE_SERVER",  # kube-apiserver (`start kube`; not in the default list)
 }
 # Services whose value is a program to run, not an address: checked to exist, not connected to.
 PROGRAMS = {"azurite-bin"}
@@ -54,7 +56,8 @@ def require(name: str) -> str:
         problem = f"service {name!r} at {value} is not reachable"
     if problem is None:
         return value
-    hint = 'start it with: bash .ci/services.sh start && eval "$(bash .ci/services.sh env)"'
+    which = " kube" if name == "kube" else ""
+    hint = f'start it with: bash .ci/services.sh start{which} && eval "$(bash .ci/services.sh env)"'
     if os.environ.get("ASCEND_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{problem}; ASCEND_REQUIRE_SERVICES=1 forbids skipping. {hint}")
     pytest.skip(f"{problem}; {hint}")

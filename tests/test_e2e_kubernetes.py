@@ -1,7 +1,9 @@
-"""End to end on the generic `kubernetes` provider, against the Kubernetes API emulator.
+"""End to end on the generic `kubernetes` provider, against the Kubernetes API emulator and the
+real control plane (``[emulator]`` and ``[real]``, see tests/kube_clusters.py).
 
-Every call creates a real Job through the official client; the emulator's kubelet runs the pod
-as a local process running the real runner. Storage is file:// and, with moto, s3://.
+Every call creates a real Job through the official client; the node's kubelet (the emulator's,
+or the process kubelet joined to the real API server) runs the pod as a local process running
+the real runner. Storage is file:// and, with moto, s3://.
 """
 
 from __future__ import annotations
@@ -34,38 +36,51 @@ from ascend import (
 from ascend import hookimpl as ascend_hookimpl
 from ascend.plugins.types import NodeType
 from ascend.testing.kube import KubeEmulator
-from ascend.testing.kube.users import set_up_namespace
 
 from . import services
+from .kube_clusters import ClusterUnderTest
 
 REPO = Path(__file__).resolve().parents[1]
-USER = "alice"
-DEV_RUNTIME_IMAGE = "ascend-runtime:dev"  # preloaded on the emulator's node: this checkout
+DEV_RUNTIME_IMAGE = "ascend-runtime:dev"  # preloaded on the node: this checkout
+USER = "alice"  # the user on an emulator (a fresh one per test)
 NAMESPACE = f"ascend-users-{USER}"
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def configure(
-    monkeypatch: pytest.MonkeyPatch, kube: KubeEmulator, storage_url: str, **extra: str
+    monkeypatch: pytest.MonkeyPatch,
+    kube: ClusterUnderTest | KubeEmulator,
+    storage_url: str,
+    *,
+    set_up: bool = True,
+    **extra: str,
 ) -> None:
+    """Point Ascend at the cluster as the test's user (on a bare emulator: ``alice``);
+    ``set_up``: as ``ascend admin add-user`` would have (namespace, role, signing key)."""
+    if isinstance(kube, KubeEmulator):
+        kube = emulated(kube)
     monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
     monkeypatch.setenv("ASCEND_STORAGE_URL", storage_url)
     monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(kube.kubeconfig))
     monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
-    monkeypatch.setenv("ASCEND_USERNAME", USER)
+    monkeypatch.setenv("ASCEND_USERNAME", kube.user)
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
-    set_up_namespace(kube, NAMESPACE)
+    if set_up:
+        kube.set_up()
 
 
 @pytest.fixture
 def kube(
-    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> KubeEmulator:
-    emulator = make_kube_emulator()
-    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
-    return emulator
+    kube_cluster: ClusterUnderTest, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> ClusterUnderTest:
+    configure(monkeypatch, kube_cluster, f"file://{tmp_path}/store")
+    return kube_cluster
+
+
+def emulated(emulator: KubeEmulator) -> ClusterUnderTest:
+    return ClusterUnderTest(emulator, USER)
 
 
 @ascend(timeout=60, stream_logs=False)
@@ -103,24 +118,24 @@ def too_big() -> None:
     return None
 
 
-def test_success_and_records(kube: KubeEmulator, tmp_path: Path) -> None:
+def test_success_and_records(kube: ClusterUnderTest, tmp_path: Path) -> None:
     kube.requests.reset()
     handle = double.submit(21)
     assert handle.result(timeout=60) == 42
     assert handle.logs() == "doubling 21\n"
     record = handle.metadata()
     assert record["status"] == "succeeded"
-    assert record["compute"]["handle"] == f"{NAMESPACE}/ascend-{handle.job_id}"
+    assert record["compute"]["handle"] == f"{kube.namespace}/ascend-{handle.job_id}"
     assert kube.requests.total <= 8
 
 
-def test_user_exception_comes_back_with_its_type(kube: KubeEmulator) -> None:
+def test_user_exception_comes_back_with_its_type(kube: ClusterUnderTest) -> None:
     with pytest.raises(ValueError, match="bad value x") as caught:
         refuse("x")
     assert any("Remote traceback" in note for note in caught.value.__notes__)
 
 
-def test_out_of_memory_is_oomkilled_with_the_limit(kube: KubeEmulator) -> None:
+def test_out_of_memory_is_oomkilled_with_the_limit(kube: ClusterUnderTest) -> None:
     handle = hog.submit()
     with pytest.raises(OutOfMemoryError) as caught:
         handle.result(timeout=60)
@@ -130,7 +145,7 @@ def test_out_of_memory_is_oomkilled_with_the_limit(kube: KubeEmulator) -> None:
     assert handle.metadata()["failure"]["reason"] == "OOMKilled"
 
 
-def test_deadline_is_a_timeout_error(kube: KubeEmulator) -> None:
+def test_deadline_is_a_timeout_error(kube: ClusterUnderTest) -> None:
     started = time.monotonic()
     handle = overrun.submit()
     with pytest.raises(JobTimeoutError):
@@ -143,7 +158,7 @@ def test_deadline_is_a_timeout_error(kube: KubeEmulator) -> None:
 
 
 def test_unschedulable_fails_after_pending_timeout_with_the_schedulers_message(
-    kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+    kube: ClusterUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ASCEND_KUBERNETES_PENDING_TIMEOUT", "2")
     # as on a cluster whose bigger pool may grow from zero: no refusal at submit (test_capacity)
@@ -159,13 +174,12 @@ def test_unschedulable_fails_after_pending_timeout_with_the_schedulers_message(
 
 
 def test_missing_image_fails_fast_with_the_image_named(
-    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kube_cluster: ClusterUnderTest, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     registry = services.require("registry")
-    emulator = make_kube_emulator()
     configure(
         monkeypatch,
-        emulator,
+        kube_cluster,
         f"file://{tmp_path}/store",
         ASCEND_IMAGES_RUNTIME=f"{registry}/ascend-runtime:missing-{uuid.uuid4().hex[:8]}",
     )
@@ -177,7 +191,7 @@ def test_missing_image_fails_fast_with_the_image_named(
     assert caught.value.evidence["reason"] in ("ErrImagePull", "ImagePullBackOff")
 
 
-def test_cancel_deletes_the_job_and_its_pod(kube: KubeEmulator) -> None:
+def test_cancel_deletes_the_job_and_its_pod(kube: ClusterUnderTest) -> None:
     handle = nap.submit(60)
     deadline = time.monotonic() + 20
     while not kube.running_pids() and time.monotonic() < deadline:
@@ -193,7 +207,7 @@ def test_cancel_deletes_the_job_and_its_pod(kube: KubeEmulator) -> None:
     assert handle.status() == "cancelled"
 
 
-def test_killed_caller_then_attach(kube: KubeEmulator, tmp_path: Path) -> None:
+def test_killed_caller_then_attach(kube: ClusterUnderTest, tmp_path: Path) -> None:
     script = tmp_path / "client.py"
     script.write_text(
         textwrap.dedent("""
@@ -223,7 +237,9 @@ def test_killed_caller_then_attach(kube: KubeEmulator, tmp_path: Path) -> None:
     assert handle.status() == "succeeded"
 
 
-def test_live_logs_reach_the_caller_while_the_job_runs(kube: KubeEmulator, tmp_path: Path) -> None:
+def test_live_logs_reach_the_caller_while_the_job_runs(
+    kube: ClusterUnderTest, tmp_path: Path
+) -> None:
     script = tmp_path / "client.py"
     script.write_text(
         textwrap.dedent("""
@@ -253,7 +269,7 @@ def test_live_logs_reach_the_caller_while_the_job_runs(kube: KubeEmulator, tmp_p
     assert "result done" in arrivals
 
 
-def test_kubectl_lists_the_job(kube: KubeEmulator) -> None:
+def test_kubectl_lists_the_job(kube: ClusterUnderTest) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
@@ -267,7 +283,7 @@ def test_kubectl_lists_the_job(kube: KubeEmulator) -> None:
             "get",
             "jobs",
             "-n",
-            NAMESPACE,
+            kube.namespace,
             "-o",
             "json",
         ],
@@ -281,30 +297,25 @@ def test_kubectl_lists_the_job(kube: KubeEmulator) -> None:
 
 
 def test_missing_namespace_names_the_command_that_creates_it(
-    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kube_cluster: ClusterUnderTest, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from ascend import ComputeError
 
-    emulator = make_kube_emulator()
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
-    monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
-    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
-    monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
-    monkeypatch.setenv("ASCEND_USERNAME", "nobody")
+    configure(monkeypatch, kube_cluster, f"file://{tmp_path}/store", set_up=False)
     with pytest.raises(ComputeError) as caught:
         double(1)
-    assert "ascend-users-nobody" in str(caught.value)
-    assert "ascend admin add-user nobody" in str(caught.value)
+    assert kube_cluster.namespace in str(caught.value)
+    assert f"ascend admin add-user {kube_cluster.user}" in str(caught.value)
 
 
 def test_s3_storage_through_moto(
-    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch
+    kube_cluster: ClusterUnderTest, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint = services.require("moto")
     pytest.importorskip("s3fs")
     from kubernetes import client
 
-    emulator = make_kube_emulator()
+    emulator = kube_cluster
     bucket = f"ascend-e2e-{uuid.uuid4().hex[:10]}"
     configure(
         monkeypatch,
@@ -319,7 +330,7 @@ def test_s3_storage_through_moto(
         ),
     )
     client.CoreV1Api(emulator.api_client()).create_namespaced_secret(
-        NAMESPACE,
+        emulator.namespace,
         {"metadata": {"name": "s3"}, "stringData": {"key": "testing", "secret": "testing"}},
     )
     from ascend import get_backend
@@ -330,7 +341,7 @@ def test_s3_storage_through_moto(
         refuse("s3")
 
 
-def test_eviction_is_reported_as_such(kube: KubeEmulator) -> None:
+def test_eviction_is_reported_as_such(kube: ClusterUnderTest) -> None:
     from kubernetes import client
 
     from ascend import JobEvictedError
@@ -342,16 +353,16 @@ def test_eviction_is_reported_as_such(kube: KubeEmulator) -> None:
     while not kube.running_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
     pods = core.list_namespaced_pod(
-        NAMESPACE, label_selector=f"job-name=ascend-{handle.job_id}"
+        kube.namespace, label_selector=f"job-name=ascend-{handle.job_id}"
     ).items
     assert pods
     core.create_namespaced_pod_eviction(
         pods[0].metadata.name,
-        NAMESPACE,
+        kube.namespace,
         {
             "apiVersion": "policy/v1",
             "kind": "Eviction",
-            "metadata": {"name": pods[0].metadata.name, "namespace": NAMESPACE},
+            "metadata": {"name": pods[0].metadata.name, "namespace": kube.namespace},
         },
     )
     with pytest.raises(JobEvictedError) as caught:
@@ -360,6 +371,7 @@ def test_eviction_is_reported_as_such(kube: KubeEmulator) -> None:
     assert handle.metadata()["status"] == "failed"
 
 
+@pytest.mark.emulator_only("a watch history of 5 changes")
 def test_an_expired_watch_resumes_from_a_fresh_list(
     make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -370,7 +382,7 @@ def test_an_expired_watch_resumes_from_a_fresh_list(
     import ascend.kubernetes.compute as kube_compute
 
     monkeypatch.setattr(kube_compute, "WATCH_SECONDS", 1)
-    emulator = make_kube_emulator(watch_history=5)
+    emulator = emulated(make_kube_emulator(watch_history=5))
     configure(monkeypatch, emulator, f"file://{tmp_path}/store")
     import threading
 
@@ -380,7 +392,8 @@ def test_an_expired_watch_resumes_from_a_fresh_list(
     def churn() -> None:  # push the waiter's resourceVersion out of the history meanwhile
         for index in range(40):
             core.create_namespaced_config_map(
-                NAMESPACE, {"metadata": {"name": f"churn-{index}"}, "data": {"i": str(index)}}
+                emulator.namespace,
+                {"metadata": {"name": f"churn-{index}"}, "data": {"i": str(index)}},
             )
             time.sleep(0.05)
 
@@ -394,7 +407,7 @@ def test_an_expired_watch_resumes_from_a_fresh_list(
 
 
 def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
-    make_kube_emulator: Any,
+    kube_cluster: ClusterUnderTest,
     ascend_pm: Any,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -402,21 +415,19 @@ def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
 ) -> None:
     from kubernetes import client
 
-    emulator = make_kube_emulator()
-    monkeypatch.setenv("ASCEND_CLOUD_PROVIDER", "kubernetes")
-    monkeypatch.setenv("ASCEND_STORAGE_URL", f"file://{tmp_path}/store")
-    monkeypatch.setenv("ASCEND_KUBERNETES_KUBECONFIG", str(emulator.kubeconfig))
-    monkeypatch.setenv("ASCEND_IMAGES_RUNTIME", DEV_RUNTIME_IMAGE)
-    first = ascend_cli("admin", "add-user", "Carol.Smith")
+    emulator = kube_cluster
+    configure(monkeypatch, emulator, f"file://{tmp_path}/store", set_up=False)
+    person = f"Carol.{emulator.user}"  # a name with a dot, made a valid namespace name
+    namespace = f"ascend-users-carol-{emulator.user}"
+    first = ascend_cli("admin", "add-user", person)
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == (
-        "ascend-users-carol-smith: created namespace, service account, role, role binding, "
-        "signing key"
+        f"{namespace}: created namespace, service account, role, role binding, signing key"
     )
-    again = ascend_cli("admin", "add-user", "Carol.Smith")
-    assert again.stdout.strip() == "ascend-users-carol-smith: already set up, nothing to do"
+    again = ascend_cli("admin", "add-user", person)
+    assert again.stdout.strip() == f"{namespace}: already set up, nothing to do"
     rbac = client.RbacAuthorizationV1Api(emulator.api_client())
-    role = rbac.read_namespaced_role("ascend-job-runner", "ascend-users-carol-smith")
+    role = rbac.read_namespaced_role("ascend-job-runner", namespace)
     rules = {(tuple(r.api_groups), tuple(r.resources)): set(r.verbs) for r in role.rules}
     assert rules[(("batch",), ("jobs",))] >= {"create", "get", "list", "watch", "delete"}
     assert rules[(("",), ("pods", "pods/log", "events"))] == {"get", "list", "watch"}
@@ -424,29 +435,28 @@ def test_admin_add_user_is_idempotent_and_grants_what_jobs_need(
     (secret_rule,) = [r for r in role.rules if r.resources == ["secrets"]]
     assert secret_rule.resource_names == ["ascend-signing-key"]
     key = client.CoreV1Api(emulator.api_client()).read_namespaced_secret(
-        "ascend-signing-key", "ascend-users-carol-smith"
+        "ascend-signing-key", namespace
     )
     assert set(key.data) == {"current", "previous"}
-    binding = rbac.read_namespaced_role_binding("ascend-job-runner", "ascend-users-carol-smith")
+    binding = rbac.read_namespaced_role_binding("ascend-job-runner", namespace)
     assert {s.kind for s in binding.subjects} == {"ServiceAccount", "User"}
-    project = ascend_cli("admin", "add-user", "--project", "fraud-detect")
-    assert project.stdout.startswith("ascend-projects-fraud-detect: created namespace")
+    project = ascend_cli("admin", "add-user", "--project", f"fraud-{emulator.user}")
+    assert project.stdout.startswith(f"ascend-projects-fraud-{emulator.user}: created namespace")
 
 
 def test_project_jobs_run_in_the_project_namespace(
-    make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kube: ClusterUnderTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    emulator = make_kube_emulator()
-    configure(monkeypatch, emulator, f"file://{tmp_path}/store")
-    repo = tmp_path / "fraud-detect"
+    project = f"fraud-{kube.user}"
+    repo = tmp_path / project
     repo.mkdir()
     for command in (
         ["git", "init", "-q"],
-        ["git", "remote", "add", "origin", "git@example.com:org/fraud-detect.git"],
+        ["git", "remote", "add", "origin", f"git@example.com:org/{project}.git"],
     ):
         subprocess.run(command, cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    set_up_namespace(emulator, "ascend-projects-fraud-detect")
+    kube.set_up(f"ascend-projects-{project}")
 
     @ascend(timeout=60, project=True, stream_logs=False)
     def in_project() -> str:
@@ -454,8 +464,8 @@ def test_project_jobs_run_in_the_project_namespace(
 
     handle = in_project.submit()
     assert handle.result(timeout=60) == "ok"
-    assert handle.metadata()["compute"]["handle"].startswith("ascend-projects-fraud-detect/")
-    assert handle.metadata()["project"] == "fraud-detect"
+    assert handle.metadata()["compute"]["handle"].startswith(f"ascend-projects-{project}/")
+    assert handle.metadata()["project"] == project
 
 
 @ascend(timeout=60, memory="100Mi", stream_logs=False)
@@ -465,20 +475,20 @@ def talk_then_hog() -> int:
     return len(blocks)
 
 
-def test_logs_of_a_killed_runner_are_saved_from_the_cluster(kube: KubeEmulator) -> None:
+def test_logs_of_a_killed_runner_are_saved_from_the_cluster(kube: ClusterUnderTest) -> None:
     handle = talk_then_hog.submit()
     with pytest.raises(OutOfMemoryError):
         handle.result(timeout=60)
     assert "about to allocate" in handle.logs()
 
 
-def test_finished_job_gets_the_short_ttl_once_logs_are_saved(kube: KubeEmulator) -> None:
+def test_finished_job_gets_the_short_ttl_once_logs_are_saved(kube: ClusterUnderTest) -> None:
     from kubernetes import client
 
     handle = double.submit(3)
     assert handle.result(timeout=60) == 6
     job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
-        f"ascend-{handle.job_id}", NAMESPACE
+        f"ascend-{handle.job_id}", kube.namespace
     )
     assert job.spec.ttl_seconds_after_finished == 300
 
@@ -491,7 +501,7 @@ def vanish() -> None:
 
 
 def test_container_exiting_without_a_result_gives_exit_code_and_last_lines(
-    kube: KubeEmulator,
+    kube: ClusterUnderTest,
 ) -> None:
     from ascend import JobFailedError
 
@@ -504,7 +514,7 @@ def test_container_exiting_without_a_result_gives_exit_code_and_last_lines(
 
 
 def test_retries_survive_an_oom_kill_of_the_first_attempt(
-    kube: KubeEmulator, tmp_path: Path
+    kube: ClusterUnderTest, tmp_path: Path
 ) -> None:
     marker = tmp_path / "first-attempt"
 
@@ -521,7 +531,7 @@ def test_retries_survive_an_oom_kill_of_the_first_attempt(
     assert handle.status() == "succeeded"
 
 
-def test_done_and_cancel_of_a_finished_job(kube: KubeEmulator) -> None:
+def test_done_and_cancel_of_a_finished_job(kube: ClusterUnderTest) -> None:
     from kubernetes import client
 
     handle = nap.submit(1)
@@ -531,7 +541,7 @@ def test_done_and_cancel_of_a_finished_job(kube: KubeEmulator) -> None:
     handle.cancel()  # finished: nothing to do
     assert handle.status() == "succeeded"
     job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
-        f"ascend-{handle.job_id}", NAMESPACE
+        f"ascend-{handle.job_id}", kube.namespace
     )
     assert job.metadata.name == f"ascend-{handle.job_id}"  # not deleted by the late cancel
 
@@ -547,9 +557,10 @@ class LatePool:
         return [NodeType("late", node_selector=(("pool", "late"),))]
 
 
-def _pending_pod(kube: KubeEmulator, job_id: str, namespace: str = NAMESPACE) -> str:
+def _pending_pod(kube: ClusterUnderTest, job_id: str, namespace: str | None = None) -> str:
     from kubernetes import client
 
+    namespace = namespace or kube.namespace
     core = client.CoreV1Api(kube.api_client())
     for _ in range(200):
         pods = core.list_namespaced_pod(namespace, label_selector=f"job-name=ascend-{job_id}")
@@ -560,10 +571,11 @@ def _pending_pod(kube: KubeEmulator, job_id: str, namespace: str = NAMESPACE) ->
 
 
 def _autoscaler_says(
-    kube: KubeEmulator, pod: str, reason: str, message: str, namespace: str = NAMESPACE
+    kube: ClusterUnderTest, pod: str, reason: str, message: str, namespace: str | None = None
 ) -> None:
     from kubernetes import client
 
+    namespace = namespace or kube.namespace
     client.CoreV1Api(kube.api_client()).create_namespaced_event(
         namespace,
         {
@@ -578,7 +590,7 @@ def _autoscaler_says(
 
 
 @contextlib.contextmanager
-def _node_joins_after(kube: KubeEmulator, seconds: float) -> Any:
+def _node_joins_after(kube: ClusterUnderTest, seconds: float) -> Any:
     """A node of the late pool joins ``seconds`` into the block (the autoscaler's new node)."""
     from kubernetes import client
 
@@ -597,7 +609,7 @@ def _node_joins_after(kube: KubeEmulator, seconds: float) -> Any:
 
 
 @pytest.fixture
-def late_pool(kube: KubeEmulator, register_plugin: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def late_pool(kube: ClusterUnderTest, register_plugin: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     register_plugin(LatePool(), "late-pool")
     monkeypatch.setenv("ASCEND_KUBERNETES_PENDING_TIMEOUT", "1")
     monkeypatch.setenv("ASCEND_KUBERNETES_SCALE_UP_TIMEOUT", "60")
@@ -609,8 +621,9 @@ def late_pool(kube: KubeEmulator, register_plugin: Any, monkeypatch: pytest.Monk
     return on_late_node
 
 
+@pytest.mark.emulator_only("labels the node as the autoscaler's new one")
 def test_a_pod_waits_past_pending_timeout_while_the_autoscaler_adds_a_node(
-    kube: KubeEmulator, late_pool: Any
+    kube: ClusterUnderTest, late_pool: Any
 ) -> None:
     from kubernetes import client
 
@@ -623,14 +636,15 @@ def test_a_pod_waits_past_pending_timeout_while_the_autoscaler_adds_a_node(
         assert handle.result(timeout=60) == "ran on the new node"
     assert time.monotonic() - started > 2.5
     job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
-        f"ascend-{handle.job_id}", NAMESPACE
+        f"ascend-{handle.job_id}", kube.namespace
     )
     # the Job's own deadline leaves room for the wait and the image pull
     assert job.spec.active_deadline_seconds > 60 + 60
 
 
+@pytest.mark.emulator_only("labels the node as the autoscaler's new one")
 def test_an_autoscaler_that_cannot_help_fails_at_pending_timeout(
-    kube: KubeEmulator, late_pool: Any
+    kube: ClusterUnderTest, late_pool: Any
 ) -> None:
     handle = late_pool.submit()
     pod = _pending_pod(kube, handle.job_id)
@@ -645,14 +659,14 @@ def overrun_with_retries() -> None:
     time.sleep(30)
 
 
-def test_an_overrun_is_a_timeout_and_is_not_retried(kube: KubeEmulator) -> None:
+def test_an_overrun_is_a_timeout_and_is_not_retried(kube: ClusterUnderTest) -> None:
     from kubernetes import client
 
     handle = overrun_with_retries.submit()
     with pytest.raises(JobTimeoutError):
         handle.result(timeout=60)
     pods = client.CoreV1Api(kube.api_client()).list_namespaced_pod(
-        NAMESPACE, label_selector=f"job-name=ascend-{handle.job_id}"
+        kube.namespace, label_selector=f"job-name=ascend-{handle.job_id}"
     )
     codes = [
         s.state.terminated.exit_code
@@ -663,15 +677,16 @@ def test_an_overrun_is_a_timeout_and_is_not_retried(kube: KubeEmulator) -> None:
     assert len(pods.items) == 1, codes  # the same overrun again would only cost more
 
 
+@pytest.mark.emulator_only("labels the node as the autoscaler's new one")
 def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
-    kube: KubeEmulator, late_pool: Any, monkeypatch: pytest.MonkeyPatch
+    kube: ClusterUnderTest, late_pool: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the API server cuts a generateName base to 58 characters: pod names then do not start
     # with the Job's name, and events must be matched through the pods' job-name label
     monkeypatch.setenv("ASCEND_USERNAME", "christopher1")
     monkeypatch.setenv("ASCEND_PROJECT", "data-pipelines2")
     namespace = "ascend-users-christopher1"
-    set_up_namespace(kube, namespace)
+    kube.set_up(namespace)
     handle = late_pool.submit()
     job_name = f"ascend-{handle.job_id}"
     assert len(job_name) > 58
@@ -685,7 +700,7 @@ def test_scale_up_is_seen_for_long_job_names_whose_pod_names_are_cut(
 
 
 def test_the_in_house_registry_names_the_jobs_image_on_the_generic_provider(
-    kube: KubeEmulator, register_plugin: Any, monkeypatch: pytest.MonkeyPatch
+    kube: ClusterUnderTest, register_plugin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kubernetes import client
 
@@ -702,7 +717,7 @@ def test_the_in_house_registry_names_the_jobs_image_on_the_generic_provider(
     handle = double.submit(2)
     try:
         job = client.BatchV1Api(kube.api_client()).read_namespaced_job(
-            job_name(handle.job_id), NAMESPACE
+            job_name(handle.job_id), kube.namespace
         )
     finally:
         handle.cancel()
@@ -712,7 +727,7 @@ def test_the_in_house_registry_names_the_jobs_image_on_the_generic_provider(
 
 
 def test_no_registry_and_no_runtime_image_is_a_clear_error(
-    kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+    kube: ClusterUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ascend import BackendNotAvailableError
     from ascend.backend import clear_backend_cache
@@ -724,12 +739,13 @@ def test_no_registry_and_no_runtime_image_is_a_clear_error(
     assert "registry_url" in (caught.value.fix or "")
 
 
+@pytest.mark.emulator_only("the Job controller's Complete held off for 30 s")
 def test_a_result_comes_back_without_waiting_for_the_jobs_complete(
     make_kube_emulator: Any, ascend_pm: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A real Job controller says Complete about a second after the pod ends (it batches pod
     updates); the pod's Succeeded and the runner's signed result already say everything."""
-    emulator = make_kube_emulator(job_batch_period=30.0)  # Complete comes 30 s after the pod
+    emulator = emulated(make_kube_emulator(job_batch_period=30.0))  # Complete 30 s after the pod
     configure(monkeypatch, emulator, f"file://{tmp_path}/store")
     handle = double.submit(4)
     # a wait for Complete would still be waiting after 20 s (TimeoutError): nothing else
@@ -743,7 +759,7 @@ def test_a_result_comes_back_without_waiting_for_the_jobs_complete(
     from kubernetes import client
 
     job = client.BatchV1Api(emulator.api_client()).read_namespaced_job(
-        f"ascend-{handle.job_id}", NAMESPACE
+        f"ascend-{handle.job_id}", emulator.namespace
     )
     assert job.metadata.deletion_timestamp is None
     assert handle.status() == "succeeded"

@@ -74,7 +74,10 @@ def test_a_misspelled_field_fails_strict_validation() -> None:
 def test_the_function_never_reruns_behind_the_users_back() -> None:
     spec = build_job(request(), namespace="ns", image="img:1")["spec"]
     assert spec["backoffLimit"] == 0
-    assert "podFailurePolicy" not in spec
+    # an eviction fails it too, under a name that outlives the deleted pod
+    assert spec["podFailurePolicy"]["rules"] == [
+        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["activeDeadlineSeconds"] == 600
 

@@ -414,7 +414,9 @@ class KubernetesCompute(ComputeBackend):
                     continue  # a watch lost the cluster: the loop's head keeps the time
                 if kind == "gone":
                     return self._finished_without_trace(tracked)
-                if kind == "pod":
+                if kind == "pod-gone":
+                    pod_status = obj
+                elif kind == "pod":
                     pod_status = obj
                     verdict = self._pod_verdict(tracked, obj)
                     if verdict is not None:
@@ -597,12 +599,13 @@ class KubernetesCompute(ComputeBackend):
                 delivered = True
                 if event.get("type") == "BOOKMARK":
                     continue
-                if event.get("type") == "DELETED":
-                    if kind == "job":
-                        events.put(("gone", None))
-                        return "gone", resource_version, delivered
-                    continue
-                events.put((kind, api.deserialize(_Body(json.dumps(raw)), model)))
+                if event.get("type") == "DELETED" and kind == "job":
+                    events.put(("gone", None))
+                    return "gone", resource_version, delivered
+                obj = api.deserialize(_Body(json.dumps(raw)), model)
+                # a deleted pod's last state is evidence for the Job's verdict (an evicted
+                # pod is deleted at once, often before the Job says Failed)
+                events.put(("pod-gone" if event.get("type") == "DELETED" else kind, obj))
         finally:
             streams.discard(response)
             _close(response)
@@ -709,13 +712,27 @@ class KubernetesCompute(ComputeBackend):
             if condition.type == "Failed":
                 self._finish_logs(tracked)
                 # The Job's verdict can arrive before the pod's last update: read the pods once
-                # so that an OOMKill or an eviction is reported as what it is.
+                # so that an OOMKill or an eviction is reported as what it is. A pod deleted
+                # already (evicted) is judged by the last state the watch saw.
                 pods = sorted(
                     self._pods(tracked), key=lambda p: str(p.metadata.creation_timestamp or "")
                 )
                 if pods:
                     pod = pods[-1]
+                if pod is not None:
                     self._pod_verdict(tracked, pod, final=True)
+                if condition.reason == "PodFailurePolicy" and "DisruptionTarget" in (
+                    condition.message or ""
+                ):  # the pod is gone, the Job's condition says why (manifest: podFailurePolicy)
+                    raise JobEvictedError(
+                        f"the job's pod was evicted or preempted: {condition.message}",
+                        evidence={
+                            "reason": "DisruptionTarget",
+                            "message": condition.message,
+                            "events": self._events(tracked),
+                        },
+                        fix="run it again; retries=N re-runs automatically after a disruption",
+                    )
                 exit_code = _exit_code(pod)
                 if condition.reason == "DeadlineExceeded" or exit_code == EXIT_DEADLINE:
                     return JobStatus(

@@ -166,6 +166,7 @@ def build_job(
     }
     if ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = ttl_seconds
+    disruption = {"onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     if request.retries:
         # Retries are for the user's failures; a preempted or evicted pod is not their fault,
         # and an overrun or a refused package would only fail the same way again.
@@ -179,12 +180,14 @@ def build_job(
                         "values": list(NOT_RETRIED_EXIT_CODES),
                     },
                 },
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                },
+                {"action": "Ignore", **disruption},
             ]
         }
+    else:
+        # Without retries a disruption ends the Job as any failure does, but the Job's Failed
+        # condition then names it (reason PodFailurePolicy, "DisruptionTarget" in the
+        # message): an evicted pod is deleted at once, and this stays the evidence.
+        job_spec["podFailurePolicy"] = {"rules": [{"action": "FailJob", **disruption}]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -91,7 +91,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
@@ -501,34 +500,8 @@ class _Server(ConnectionServer):
     thread_name = "fake-arm"
 
     def __init__(self, address: tuple[str, int], arm: FakeArm, context: ssl.SSLContext) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, context)
         self.arm = arm
-        self.context = context
-
-    def serve_connection(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs in the connection's thread, so a slow client never blocks
-        # the accept loop. wrap_socket detaches the plain socket: track the TLS one instead.
-        connection: socket.socket = request
-        try:
-            # Headers and body go out in two writes: without NODELAY, Nagle's algorithm and the
-            # client's delayed ACK add 40 ms to every answer.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-            connection = tls
-            self.track(tls)
-            if self.stopping:
-                return
-            tls.settimeout(30)
-            tls.do_handshake()
-            _Handler(tls, client_address, self)
-        except (OSError, ValueError, AttributeError):
-            pass  # a client that hangs up (or the server stopping) is normal
-        finally:
-            self.untrack(connection)
-            try:
-                connection.close()
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,5 +1,6 @@
 """End to end with ``cloud_provider: azure``: Blob storage on Azurite, compute on the Kubernetes
-API emulator (the official client, real Jobs, pods run as local processes by the real runner).
+API emulator and on the real control plane (``[emulator]``/``[real]``, tests/kube_clusters.py):
+the official client, real Jobs, pods run as local processes by the real runner.
 
 The caller reaches Azurite with a connection string; the pod gets it only through a
 ``secretKeyRef``, as a production pod would get it from a Secret.
@@ -14,13 +15,10 @@ from typing import Any
 import pytest
 
 from ascend import ascend
-from ascend.testing.kube import KubeEmulator
-from ascend.testing.kube.users import set_up_namespace
 
 from .. import services
+from ..kube_clusters import ClusterUnderTest
 
-USER = "alice"
-NAMESPACE = f"ascend-users-{USER}"
 SECRET = "ascend-storage"
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,16 +41,16 @@ def over_quota(amount: int) -> None:
 
 @pytest.fixture
 def azure_kube(
-    make_kube_emulator: Any,
+    kube_cluster: ClusterUnderTest,
     ascend_pm: Any,
     register_plugin: Any,
     monkeypatch: pytest.MonkeyPatch,
-) -> KubeEmulator:
+) -> ClusterUnderTest:
     import ascend_azure.plugin
 
     connection_string = services.require("azurite")
     register_plugin(ascend_azure.plugin, "azure")
-    emulator: KubeEmulator = make_kube_emulator()
+    emulator = kube_cluster
     for name, value in {
         "ASCEND_CLOUD_PROVIDER": "azure",
         "ASCEND_AZURE_CONTAINER": f"e2e-{uuid.uuid4().hex[:12]}",
@@ -60,14 +58,14 @@ def azure_kube(
         "ASCEND_AZURE_CONNECTION_STRING_SECRET": f"{SECRET}/connection-string",
         "ASCEND_KUBERNETES_KUBECONFIG": str(emulator.kubeconfig),
         "ASCEND_IMAGES_RUNTIME": "ascend-runtime:dev",
-        "ASCEND_USERNAME": USER,
+        "ASCEND_USERNAME": emulator.user,
     }.items():
         monkeypatch.setenv(name, value)
-    set_up_namespace(emulator, NAMESPACE)
+    emulator.set_up()
     from kubernetes import client
 
     client.CoreV1Api(emulator.api_client()).create_namespaced_secret(
-        NAMESPACE,
+        emulator.namespace,
         {
             "metadata": {"name": SECRET},
             "stringData": {"connection-string": connection_string},
@@ -79,7 +77,7 @@ def azure_kube(
     return emulator
 
 
-def test_a_call_runs_on_the_cluster_with_azure_storage(azure_kube: KubeEmulator) -> None:
+def test_a_call_runs_on_the_cluster_with_azure_storage(azure_kube: ClusterUnderTest) -> None:
     from ascend import get_backend
 
     backend = get_backend()
@@ -89,7 +87,7 @@ def test_a_call_runs_on_the_cluster_with_azure_storage(azure_kube: KubeEmulator)
     assert handle.logs() == "squaring 7\n"
     assert handle.metadata()["status"] == "succeeded"
     assert backend.answered_by["ascend_storage"] == "azure"
-    prefix = f"users/{USER}/jobs/{handle.job_id}/"
+    prefix = f"users/{azure_kube.user}/jobs/{handle.job_id}/"
     stored = backend.storage.list(prefix)
     assert f"{prefix}result.pkl" in stored and f"{prefix}package.pkl" in stored
     for name in ("package.pkl", "result.pkl"):  # both directions signed, bound to the job
@@ -107,14 +105,14 @@ def _header(envelope: bytes) -> dict[str, object]:
     return dict(json.loads(envelope[start : start + length]))
 
 
-def test_a_remote_exception_comes_back_with_its_type(azure_kube: KubeEmulator) -> None:
+def test_a_remote_exception_comes_back_with_its_type(azure_kube: ClusterUnderTest) -> None:
     with pytest.raises(QuotaExceeded, match="12 is over the quota") as caught:
         over_quota(12)
     assert any("Remote traceback" in note for note in caught.value.__notes__)
 
 
 def test_the_connection_string_reaches_the_pod_only_as_a_secret_reference(
-    azure_kube: KubeEmulator,
+    azure_kube: ClusterUnderTest,
 ) -> None:
     from kubernetes import client
 
@@ -122,7 +120,7 @@ def test_the_connection_string_reaches_the_pod_only_as_a_secret_reference(
 
     handle = square.submit(3)
     assert handle.result(timeout=60) == 9
-    jobs = client.BatchV1Api(azure_kube.api_client()).list_namespaced_job(NAMESPACE)
+    jobs = client.BatchV1Api(azure_kube.api_client()).list_namespaced_job(azure_kube.namespace)
     manifest = json.dumps(azure_kube.api_client().sanitize_for_serialization(jobs))
     assert get_backend().config.get("azure.connection_string") not in manifest
     assert "AccountKey" not in manifest
@@ -134,7 +132,7 @@ def test_the_connection_string_reaches_the_pod_only_as_a_secret_reference(
 
 
 def test_the_jobs_commands_read_the_record_from_blob_storage(
-    azure_kube: KubeEmulator, ascend_cli: Any
+    azure_kube: ClusterUnderTest, ascend_cli: Any
 ) -> None:
     handle = square.submit(4)
     assert handle.result(timeout=60) == 16
@@ -149,20 +147,20 @@ def test_the_jobs_commands_read_the_record_from_blob_storage(
 # -- one registry truth: the image on the Job is the registry the hooks answer -----------------
 
 
-def _job_image(kube: KubeEmulator, job_id: str) -> str:
+def _job_image(kube: ClusterUnderTest, job_id: str) -> str:
     """The image on the Job manifest the cluster received."""
     from kubernetes import client
 
     from ascend.kubernetes.manifest import job_name
 
-    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(job_name(job_id), NAMESPACE)
+    job = client.BatchV1Api(kube.api_client()).read_namespaced_job(job_name(job_id), kube.namespace)
     (container,) = job.spec.template.spec.containers
     return str(container.image)
 
 
 @pytest.mark.parametrize("in_house", [False, True])
 def test_the_job_runs_the_image_of_the_registry_the_hooks_answer(
-    azure_kube: KubeEmulator,
+    azure_kube: ClusterUnderTest,
     register_plugin: Any,
     monkeypatch: pytest.MonkeyPatch,
     in_house: bool,

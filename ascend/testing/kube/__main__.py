@@ -1,4 +1,7 @@
-"""``python -m ascend.testing.kube serve``: run the emulator until SIGTERM or SIGINT."""
+"""``python -m ascend.testing.kube serve``: run the emulator until SIGTERM or SIGINT.
+
+``python -m ascend.testing.kube node``: join a real cluster as a process kubelet (a Node, its
+Lease, its pods run as local processes, its logs over mutual TLS) until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -43,11 +46,79 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--watch-history", type=int, default=1000, help="changes a watch can resume from"
     )
+    node = commands.add_parser(
+        "node", help="join a real API server as a process kubelet (see node_agent.py)"
+    )
+    node.add_argument("--server", required=True, help="the API server, https://127.0.0.1:6443")
+    node.add_argument(
+        "--pki",
+        required=True,
+        help="directory with ca.crt, node.crt and node.key (CN=system:node:NAME)",
+    )
+    node.add_argument("--name", required=True, help="the node's name (as in its certificate)")
+    node.add_argument("--port", type=int, default=0, help="log endpoint port (default: any)")
+    node.add_argument("--cpu", default="4", help="node CPU (default 4)")
+    node.add_argument("--memory", default="8Gi", help="node memory (default 8Gi)")
+    node.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
+    node.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
+    node.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
+    node.add_argument(
+        "--preload",
+        action="append",
+        metavar="IMAGE",
+        help=f"an image the node has without pulling (repeat; default: {DEV_RUNTIME_IMAGE} only)",
+    )
     return main
+
+
+def _until_signal() -> threading.Event:
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return done
+
+
+def node_main(args: argparse.Namespace) -> int:
+    from ascend.testing.kube.node_agent import NodeAgent, environment_from_pki, wait_ready
+    from ascend.testing.kube.remote import KubeClient
+
+    tls = environment_from_pki(args.pki)
+    try:
+        agent = NodeAgent(
+            KubeClient(args.server, *tls),
+            args.name,
+            tls=tls,
+            cpu=args.cpu,
+            memory=args.memory,
+            gpu=args.gpu,
+            labels=dict(args.node_label),
+            taints=args.taint,
+            preloaded_images=args.preload or (DEV_RUNTIME_IMAGE,),
+            port=args.port,
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    done = _until_signal()
+    agent.start()
+    try:
+        wait_ready(agent.client, args.name)
+        print(f"node {args.name} ready; logs on https://127.0.0.1:{agent.port}", flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        agent.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "node":
+        return node_main(args)
     try:
         emulator = KubeEmulator(
             cpu=args.cpu,
@@ -63,13 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    done = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    done = _until_signal()
     emulator.start()
     try:
         if args.kubeconfig:

@@ -452,7 +452,7 @@ class Api:
                 self.store, self.cluster.kubelet, request, namespace, target.name, self.watch_poll
             )
         if sub == "eviction" and request.method == "POST":
-            return pods.evict(self.store, request, namespace, target.name)
+            return pods.evict(self.store, self.cluster.gc, request, namespace, target.name)
         raise ApiError(
             405,
             f"the server does not allow this method on the requested resource ({request.method})",

@@ -101,6 +101,8 @@ class Cluster:
             self.enqueue(("schedule",))
             for ref in change.obj["metadata"].get("ownerReferences") or []:
                 if ref.get("kind") == "Job" and ref.get("controller"):
+                    if change.type == "DELETED":
+                        self.jobs.departed(str(ref.get("uid", "")), change.obj)
                     self._enqueue_batched(("job", namespace, str(ref.get("name"))))
         elif resource == "jobs":
             key = ("job", namespace, name)

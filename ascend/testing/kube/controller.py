@@ -5,12 +5,15 @@
 ``suspend`` and ``ttlSecondsAfterFinished``, and reports status, conditions and events.
 
 Failure, as in Kubernetes 1.31+, first sets ``FailureTarget`` and deletes the running pods;
-``Failed`` follows once no pod is left running. Pods that vanish before finishing count as
-failed, as with the real controller's tracking finalizers.
+``Failed`` follows once no pod is left running. The real controller's tracking finalizer
+(``batch.kubernetes.io/job-tracking``) makes it see every pod's last state, even of a pod the
+kubelet deleted at once (an eviction); here :meth:`JobController.departed` hands it that last
+state from the deletion. Only a pod deleted before it finished counts as a plain failure.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,9 +123,19 @@ class JobController:
         self.backoff = 0.2  # seconds before the first retry; doubles per failure (real: 10 s)
         self.max_backoff = 5.0
         self._tracking: dict[str, Tracking] = {}
+        self._lock = threading.Lock()
+        self._departed: dict[str, list[Obj]] = {}  # job uid -> last states of deleted pods
 
     def forget(self, uid: str) -> None:
         self._tracking.pop(uid, None)
+        with self._lock:
+            self._departed.pop(uid, None)
+
+    def departed(self, job_uid: str, pod: Obj) -> None:
+        """A pod of the Job was deleted: keep its last state to count (called by the store's
+        writers, before the Job is reconciled)."""
+        with self._lock:
+            self._departed.setdefault(job_uid, []).append(pod)
 
     def reconcile(self, namespace: str, name: str) -> None:
         job = self.store.try_get("jobs", namespace, name)
@@ -139,7 +152,9 @@ class JobController:
                 for r in p["metadata"].get("ownerReferences") or []
             ),
         )
-        self._count(job, pods, track)
+        with self._lock:
+            departed = self._departed.pop(uid, [])
+        self._count(job, pods + departed, track, {p["metadata"]["uid"] for p in pods})
         spec = job["spec"]
         running = [p for p in pods if deep(p, "status", "phase") not in TERMINAL]
         active = [p for p in running if not p["metadata"].get("deletionTimestamp")]
@@ -192,8 +207,9 @@ class JobController:
 
     # -- counting ------------------------------------------------------------------------------
 
-    def _count(self, job: Obj, pods: list[Obj], track: Tracking) -> None:
-        present = {p["metadata"]["uid"] for p in pods}
+    def _count(self, job: Obj, pods: list[Obj], track: Tracking, present: set[str]) -> None:
+        """Count each finished pod once; ``pods`` includes the last states of deleted ones,
+        ``present`` names those that still exist."""
         for pod in pods:
             pod_uid = pod["metadata"]["uid"]
             phase = deep(pod, "status", "phase")
@@ -206,9 +222,12 @@ class JobController:
                     track.completed_indexes.add(index)
             elif phase == "Failed":
                 self._count_failure(job, pod, track)
-            else:
+            elif pod_uid in present:
                 track.active[pod_uid] = (pod["metadata"]["name"], _index(pod))
                 continue
+            else:  # deleted before it finished
+                track.counted[pod_uid] = "failed"
+                track.last_failure = time.monotonic()
             track.active.pop(pod_uid, None)
         for pod_uid, _ in list(track.active.items()):
             if pod_uid not in present:  # vanished before finishing

@@ -20,32 +20,13 @@ from ascend.testing.kube.counter import RequestCounter
 from ascend.testing.kube.events import EventRecorder
 from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 from ascend.testing.kube.kubelet import Kubelet
+from ascend.testing.kube.nodes import node_object, parse_taint
 from ascend.testing.kube.resources import ALL_VERBS, BY_PLURAL
 from ascend.testing.kube.server import ApiServer
 from ascend.testing.kube.store import Store
 from ascend.testing.kube.util import Obj
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-
-
-def parse_taint(taint: str | Mapping[str, Any]) -> Obj:
-    """``key=value:Effect`` or ``key:Effect`` (kubectl taint syntax), or a taint mapping."""
-    if isinstance(taint, Mapping):
-        result = dict(taint)
-    else:
-        spec, _, effect = taint.rpartition(":")
-        if not spec:
-            raise ValueError(f"taint {taint!r}: expected key=value:Effect")
-        key, _, value = spec.partition("=")
-        result = {"key": key, "effect": effect}
-        if value:
-            result["value"] = value
-    if result.get("effect") not in TAINT_EFFECTS:
-        raise ValueError(f"taint {taint!r}: the effect must be one of {', '.join(TAINT_EFFECTS)}")
-    return result
-
-
 class KubeEmulator:
     """A one-node Kubernetes API on 127.0.0.1 whose pods run as local processes.
 
@@ -71,6 +52,8 @@ class KubeEmulator:
         has: include ``DEV_RUNTIME_IMAGE`` in it to keep it. Every other image is pulled for
         real when a pod needs it.
     """
+
+    kind = "emulator"
 
     def __init__(
         self,
@@ -142,8 +125,9 @@ class KubeEmulator:
             )
 
         cluster = Cluster(self.store, kubelet, self.job_batch_period)
-        server.api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
-        server.api.forbidden = self.forbidden  # shared: forbid() works before and after start
+        api = Api(self.store, cluster, self.requests, lambda: f"{self.host}:{port}")
+        api.forbidden = self.forbidden  # shared: forbid() works before and after start
+        server.api = api
         self._server, self._cluster = server, cluster
         self._seed()
         cluster.start()
@@ -220,9 +204,9 @@ class KubeEmulator:
         configuration.host = self.url
         return client.ApiClient(configuration)
 
-    def running_pids(self) -> list[int]:
-        """Process ids of the containers running right now."""
-        return self.cluster.kubelet.running_pids()
+    def running_pids(self, namespace: str | None = None) -> list[int]:
+        """Process ids of the containers running right now (of one namespace's pods)."""
+        return self.cluster.kubelet.running_pids(namespace)
 
     def create_namespace(self, name: str) -> Obj:
         created = self.store.create(
@@ -261,7 +245,7 @@ class KubeEmulator:
         """Add a node of that shape (its allocatable as given), as a cluster with several node
         pools has. No kubelet runs on it: pods the scheduler binds there stay Pending. Only
         the emulator's own node (``node_name``) runs pods."""
-        node = _node(name, cpu, memory, gpu, labels or {}, [parse_taint(t) for t in taints or []])
+        node = node_object(name, cpu, memory, gpu, labels or {}, [parse_taint(t) for t in taints or []])
         if unschedulable:
             node["spec"]["unschedulable"] = True
         return self.store.create("nodes", node)
@@ -271,7 +255,7 @@ class KubeEmulator:
     def _seed(self) -> None:
         for name in self.namespaces:
             self.create_namespace(name)
-        node = _node(self.node_name, self.cpu, self.memory, self.gpu, self.node_labels, self.taints)
+        node = node_object(self.node_name, self.cpu, self.memory, self.gpu, self.node_labels, self.taints)
         self.store.create("nodes", node)
 
     def _service_account(self, namespace: str) -> None:
@@ -283,62 +267,6 @@ class KubeEmulator:
                 "metadata": {"name": "default", "namespace": namespace},
             },
         )
-
-
-def _node(
-    name: str, cpu: str, memory: str, gpu: int, extra_labels: Mapping[str, str], taints: list[Obj]
-) -> Obj:
-    """A ready Node whose capacity and allocatable are ``cpu``, ``memory`` and ``gpu``."""
-    capacity = {
-        "cpu": str(cpu),
-        "memory": str(memory),
-        "pods": "110",
-        "ephemeral-storage": "100Gi",
-    }
-    if gpu:
-        capacity["nvidia.com/gpu"] = str(gpu)
-    labels = {
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": "amd64",
-        **extra_labels,
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"taints": taints} if taints else {},
-        "status": {
-            "capacity": capacity,
-            "allocatable": dict(capacity),
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status",
-                }
-            ],
-            "addresses": [
-                {"type": "InternalIP", "address": "127.0.0.1"},
-                {"type": "Hostname", "address": name},
-            ],
-            "nodeInfo": {
-                "architecture": "amd64",
-                "bootID": "",
-                "containerRuntimeVersion": "ascend-emulator://1.0",
-                "kernelVersion": os.uname().release,
-                "kubeProxyVersion": "v1.30.0",
-                "kubeletVersion": "v1.30.0",
-                "machineID": "",
-                "operatingSystem": "linux",
-                "osImage": "local processes (ascend Kubernetes emulator)",
-                "systemUUID": "",
-            },
-        },
-    }
 
 
 def _namespace(obj: Obj) -> None:

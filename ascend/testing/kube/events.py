@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import threading
 
-from ascend.testing.kube.store import Store
+from ascend.testing.kube.store import ObjectStore
 from ascend.testing.kube.util import Obj, event_suffix, now
 
 
 class EventRecorder:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, ...], str] = {}

@@ -22,14 +22,14 @@ from ascend.testing.kube.image_store import ImageStore, PulledImage
 from ascend.testing.kube.images import DEV_RUNTIME_IMAGE, same_image
 from ascend.testing.kube.pod_worker import PodWorker, evicting
 from ascend.testing.kube.process import MemoryWatch
-from ascend.testing.kube.store import Store
+from ascend.testing.kube.store import ObjectStore
 from ascend.testing.kube.util import Obj, deep
 
 
 class Kubelet:
     def __init__(
         self,
-        store: Store,
+        store: ObjectStore,
         recorder: EventRecorder,
         node_name: str,
         api_port: int,
@@ -167,9 +167,10 @@ class Kubelet:
         if self._own_image_dir:
             shutil.rmtree(self.images.directory, ignore_errors=True)
 
-    def running_pids(self) -> list[int]:
+    def running_pids(self, namespace: str | None = None) -> list[int]:
+        """Container processes alive now (of the pods of ``namespace``, or of all)."""
         with self._lock:
-            workers = list(self._workers.values())
+            workers = [w for w in self._workers.values() if namespace in (None, w.namespace)]
         return [
             c.process.pid
             for w in workers

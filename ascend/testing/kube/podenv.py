@@ -18,7 +18,7 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 from ascend.testing.kube.images import is_runtime_image
-from ascend.testing.kube.store import Store
+from ascend.testing.kube.store import ObjectStore
 from ascend.testing.kube.util import Obj, deep, quantity
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
@@ -42,7 +42,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _REFERENCE.sub(replace, text)
 
 
-def _lookup(store: Store, kind: str, namespace: str, ref: Obj) -> Obj | None:
+def _lookup(store: ObjectStore, kind: str, namespace: str, ref: Obj) -> Obj | None:
     plural = "secrets" if kind == "Secret" else "configmaps"
     found = store.try_get(plural, namespace, ref.get("name", ""))
     if found is None and not ref.get("optional"):
@@ -63,7 +63,7 @@ def _data(obj: Obj, kind: str) -> dict[str, str]:
     return values
 
 
-def _key_ref(store: Store, kind: str, pod: Obj, ref: Obj) -> str | None:
+def _key_ref(store: ObjectStore, kind: str, pod: Obj, ref: Obj) -> str | None:
     namespace = pod["metadata"]["namespace"]
     found = _lookup(store, kind, namespace, ref)
     if found is None:
@@ -106,7 +106,7 @@ def _resource_ref(container: Obj, ref: Obj, node: Obj | None) -> str:
 
 
 def container_env(
-    store: Store, pod: Obj, container: Obj, base: dict[str, str], node: Obj | None = None
+    store: ObjectStore, pod: Obj, container: Obj, base: dict[str, str], node: Obj | None = None
 ) -> dict[str, str]:
     """The environment ``container`` starts with; raises ConfigError like the kubelet."""
     env = dict(base)
@@ -174,7 +174,7 @@ def runtime_env(env: dict[str, str]) -> dict[str, str]:
     return result
 
 
-def write_secret_volume(store: Store, namespace: str, source: Obj, target: str) -> None:
+def write_secret_volume(store: ObjectStore, namespace: str, source: Obj, target: str) -> None:
     """A Secret volume's files (all keys, or ``items`` with their paths), as the kubelet
     projects them; a missing Secret is a ConfigError unless the volume is optional."""
     secret = _lookup(

@@ -6,23 +6,27 @@ import time
 from collections.abc import Iterator
 
 from ascend.testing.kube import errors
+from ascend.testing.kube.gc import GarbageCollector
 from ascend.testing.kube.kubelet import Kubelet
 from ascend.testing.kube.messages import Request, Response, Stream, json_response
 from ascend.testing.kube.process import render
-from ascend.testing.kube.store import Store
+from ascend.testing.kube.store import ObjectStore, Store
 from ascend.testing.kube.util import Obj, condition, deep, parse_bool, parse_time, set_condition
 
 
-def evict(store: Store, request: Request, namespace: str, name: str) -> Response:
-    """policy/v1 Eviction (no disruption budgets): the pod gets the DisruptionTarget condition;
-    the kubelet then stops it and marks it Failed/Evicted."""
+def evict(
+    store: Store, gc: GarbageCollector, request: Request, namespace: str, name: str
+) -> Response:
+    """policy/v1 Eviction (no disruption budgets), as the real API server does it: the pod
+    gets the DisruptionTarget condition and is deleted with its grace period (the eviction's
+    ``deleteOptions`` may shorten it); the kubelet then stops it and reports it Failed."""
     body = request.json()
     if not isinstance(body, dict) or body.get("kind", "Eviction") != "Eviction":
         raise errors.bad_request("the body must be a policy/v1 Eviction")
     pod = store.get("pods", namespace, name)
     if deep(pod, "status", "phase") in ("Succeeded", "Failed"):
+        gc.delete("pods", namespace, name, None, 0)
         return json_response(errors.success_status(code=201), 201)
-    unscheduled = not deep(pod, "spec", "nodeName")
 
     def disrupt(current: Obj) -> None:
         status = current.setdefault("status", {})
@@ -36,17 +40,15 @@ def evict(store: Store, request: Request, namespace: str, name: str) -> Response
                 probe=True,
             ),
         )
-        if unscheduled:
-            status["phase"] = "Failed"
-            status["reason"] = "Evicted"
-            status["message"] = "The pod was evicted by the Eviction API"
 
     store.mutate("pods", namespace, name, disrupt)
+    grace = deep(body, "deleteOptions", "gracePeriodSeconds")
+    gc.delete("pods", namespace, name, None, None if grace is None else int(grace))
     return json_response(errors.success_status(code=201), 201)
 
 
 def log(
-    store: Store, kubelet: Kubelet, request: Request, namespace: str, name: str, poll: float
+    store: ObjectStore, kubelet: Kubelet, request: Request, namespace: str, name: str, poll: float
 ) -> Response | Stream:
     """``pods/{name}/log``: the container's output, or a stream of it with ``follow``."""
     pod = store.get("pods", namespace, name)

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Protocol
 
 from ascend.testing.http import ConnectionServer
-from ascend.testing.kube.api import Api
 from ascend.testing.kube.counter import RequestCounter
-from ascend.testing.kube.messages import Response, Stream, parse_request
+from ascend.testing.kube.messages import Request, Response, Stream, parse_request
+
+
+class Handles(Protocol):
+    """What answers requests: the emulator's API, or a process kubelet's log endpoint."""
+
+    def handle(self, request: Request) -> Response | Stream: ...
 
 
 class ApiServer(ConnectionServer):
@@ -20,9 +26,14 @@ class ApiServer(ConnectionServer):
     # many clients that arrive at once, as a test with 100 concurrent callers does
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], counter: RequestCounter) -> None:
-        super().__init__(address, ApiHandler)
-        self.api: Api | None = None
+    def __init__(
+        self,
+        address: tuple[str, int],
+        counter: RequestCounter,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(address, ApiHandler, ssl_context)
+        self.api: Handles | None = None
         self.counter = counter
 
 

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ascend.testing.kube import errors
 from ascend.testing.kube.resources import BY_PLURAL
@@ -43,6 +44,25 @@ class Expired(Exception):
 
     def __init__(self, requested: int, oldest: int) -> None:
         super().__init__(f"too old resource version: {requested} ({oldest})")
+
+
+class ObjectStore(Protocol):
+    """What the kubelet reads and writes: the emulator's :class:`Store`, or
+    :class:`~ascend.testing.kube.remote.RemoteStore` in front of a real API server."""
+
+    closed: bool
+
+    def try_get(self, resource: str, namespace: str, name: str) -> Obj | None: ...
+
+    def get(self, resource: str, namespace: str, name: str) -> Obj: ...
+
+    def create(self, resource: str, obj: Obj) -> Obj: ...
+
+    def mutate(
+        self, resource: str, namespace: str, name: str, change: Callable[[Obj], object]
+    ) -> Obj | None: ...
+
+    def delete(self, resource: str, namespace: str, name: str) -> Obj: ...
 
 
 class Store:
