@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ascend.errors import (
         AscendError,
         BackendNotAvailableError,
+        ClusterForbiddenError,
         ClusterUnreachableError,
         CommandClashError,
         ComputeError,
@@ -90,6 +91,7 @@ _EXPORTS = {
         for name in (
             "AscendError",
             "BackendNotAvailableError",
+            "ClusterForbiddenError",
             "ClusterUnreachableError",
             "CommandClashError",
             "ComputeError",

@@ -170,6 +170,27 @@ class ClusterUnreachableError(ComputeError):
         super().__init__(message, fix=fix)
 
 
+class ClusterForbiddenError(ComputeError):
+    """The cluster's RBAC refused the caller (403). ``permission`` is what was refused
+    (``create jobs.batch``), ``user`` who the cluster says the caller is, ``namespace`` where;
+    the message says whether the namespace is someone else's or not set up yet, and ``fix``
+    who can grant it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        namespace: str,
+        user: str | None = None,
+        permission: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.user = user
+        self.permission = permission
+        super().__init__(message, fix=fix)
+
+
 # -- running jobs -------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from ascend.errors import (
     UnschedulableError,
 )
 from ascend.job_ids import JOB_NAME_PREFIX
+from ascend.kubernetes.access import forbidden_error
 from ascend.kubernetes.manifest import CONTAINER, job_name
 from ascend.signing import KeyRing
 
@@ -197,7 +198,7 @@ class KubernetesCompute(ComputeBackend):
                 if error.status == 409:
                     return resent
                 if not _transient(error.status) or attempt == CREATE_ATTEMPTS - 1:
-                    raise _api_error(error, namespace, "create the job") from None
+                    raise _api_error(error, namespace, "create the job", self._api()) from None
             except transport as error:
                 if attempt == CREATE_ATTEMPTS - 1:
                     raise self._no_cluster("create the job", error) from None
@@ -211,7 +212,7 @@ class KubernetesCompute(ComputeBackend):
         try:
             return send()
         except ApiException as error:
-            raise _api_error(error, namespace, action) from None
+            raise _api_error(error, namespace, action, self._api()) from None
         except _transport_errors() as error:
             raise self._no_cluster(action, error) from None
 
@@ -516,7 +517,10 @@ class KubernetesCompute(ComputeBackend):
                 if not _transient(error.status):
                     if not stop.is_set():
                         events.put(
-                            ("error", _api_error(error, tracked.namespace, f"watch {kind}s"))
+                            (
+                                "error",
+                                _api_error(error, tracked.namespace, f"watch {kind}s", self._api()),
+                            )
                         )
                     return
                 failure = error
@@ -895,9 +899,7 @@ class KubernetesCompute(ComputeBackend):
         thread.join(JOIN_SECONDS)
         tracked.log_thread = tracked.log_streams = None
 
-    def signing_keys(
-        self, request: JobRequest | None = None, handle: str | None = None
-    ) -> KeyRing:
+    def signing_keys(self, request: JobRequest | None = None, handle: str | None = None) -> KeyRing:
         """The keys in the Secret of the job's namespace (see :mod:`ascend.kubernetes.keys`)."""
         if request is not None:
             namespace = self.namespace_for(request)
@@ -1281,7 +1283,7 @@ def _exit_code(pod: Any) -> int | None:
     return None
 
 
-def _api_error(error: Any, namespace: str, action: str) -> ComputeError:
+def _api_error(error: Any, namespace: str, action: str, api_client: Any) -> ComputeError:
     if error.status == 404 and "namespace" in str(error.body or "").lower():
         user = namespace.removeprefix("ascend-users-")
         return ComputeError(
@@ -1289,9 +1291,5 @@ def _api_error(error: Any, namespace: str, action: str) -> ComputeError:
             fix=f"ask a cluster admin to run: ascend admin add-user {user}",
         )
     if error.status == 403:
-        return ComputeError(
-            f"the cluster refused to {action} in namespace {namespace!r} (403 Forbidden)",
-            fix=f"ask a cluster admin to run: ascend admin add-user "
-            f"{namespace.removeprefix('ascend-users-')}",
-        )
+        return forbidden_error(api_client, error, namespace, action)
     return ComputeError(f"could not {action}: HTTP {error.status} {error.reason}: {error.body}")

@@ -70,9 +70,14 @@ def read(core: Any, namespace: str) -> KeyRing:
             SECRET_NAME, namespace, _request_timeout=REQUEST_TIMEOUT
         )
     except ApiException as error:
-        if error.status in (403, 404):
-            what = "there is no signing key" if error.status == 404 else "you may not read the "
-            what += "" if error.status == 404 else "signing key"
+        if error.status == 403:
+            from ascend.kubernetes.access import forbidden_error
+
+            raise forbidden_error(
+                core.api_client, error, namespace, f"read the signing key (Secret {SECRET_NAME})"
+            ) from None
+        if error.status == 404:
+            what = "there is no signing key"
             raise ComputeError(
                 f"{what} (Secret {SECRET_NAME}) in namespace {namespace}, so your jobs' "
                 "packages and results cannot be signed",
@@ -95,8 +100,7 @@ def ensure(core: Any, namespace: str) -> bool:
         if error.status == 409:
             return False
         raise ComputeError(
-            f"could not create the signing key in {namespace}: HTTP {error.status} "
-            f"{error.reason}",
+            f"could not create the signing key in {namespace}: HTTP {error.status} {error.reason}",
             fix="run this as a cluster admin",
         ) from None
 
@@ -115,8 +119,7 @@ def rotate(core: Any, namespace: str) -> KeyRing:
         core.replace_namespaced_secret(SECRET_NAME, namespace, _body(rotated, namespace))
     except ApiException as error:
         raise ComputeError(
-            f"could not rotate the signing key in {namespace}: HTTP {error.status} "
-            f"{error.reason}",
+            f"could not rotate the signing key in {namespace}: HTTP {error.status} {error.reason}",
             fix="run this as a cluster admin",
         ) from None
     return rotated

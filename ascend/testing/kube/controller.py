@@ -181,7 +181,10 @@ class JobController:
                 set_condition(conditions, condition("Failed", "True", reason, message, probe=True))
         elif self._succeeded(job, track, active):
             self._delete_pods(job, active, track)
-            set_condition(conditions, condition("Complete", "True", probe=True))
+            reached = ("CompletionsReached", "Reached expected number of succeeded pods")
+            # as in Kubernetes 1.31+: SuccessCriteriaMet first, then Complete, same reason
+            set_condition(conditions, condition("SuccessCriteriaMet", "True", *reached, probe=True))
+            set_condition(conditions, condition("Complete", "True", *reached, probe=True))
             status["completionTime"] = now()
             self.recorder.record(job, "Normal", "Completed", "Job completed", COMPONENT)
         elif suspended:
@@ -467,7 +470,7 @@ class JobController:
             status["succeeded"] = len(track.completed_indexes)
             if track.completed_indexes:
                 status["completedIndexes"] = _compress(track.completed_indexes)
-        for field_name in ("active", "succeeded", "failed", "terminating", "ready"):
+        for field_name in ("active", "succeeded", "failed"):  # ready, terminating: always
             if not status[field_name]:
                 status.pop(field_name)
         if not status.get("conditions"):

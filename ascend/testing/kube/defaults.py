@@ -41,9 +41,6 @@ def pod_spec(spec: Obj) -> None:
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    spec.setdefault("priority", 0)
     if "serviceAccountName" in spec or "serviceAccount" in spec:
         account = spec.get("serviceAccountName") or spec.get("serviceAccount")
         spec["serviceAccountName"] = spec["serviceAccount"] = account
@@ -65,6 +62,10 @@ def pod_spec(spec: Obj) -> None:
 def pod(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     pod_spec(spec)
+    # defaulted on Pods only, not in a Job's pod template (as the real API server does)
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
     tolerations = spec.setdefault("tolerations", [])
@@ -100,6 +101,7 @@ def job(obj: Obj) -> None:
         spec["completions"] = 1
         spec["parallelism"] = 1
     spec.setdefault("parallelism", 1)
+    spec.setdefault("manualSelector", False)
     spec.setdefault("backoffLimit", 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)

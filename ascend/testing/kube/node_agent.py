@@ -10,6 +10,7 @@ the API server's ``pods/log`` (``kubectl logs -f``, Ascend's log follow) reaches
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import ssl
@@ -76,12 +77,14 @@ class NodeAgent:
         self.server.thread_name = "kubelet-logs"
         self.kubelet: Kubelet | None = None
         self.errors: list[str] = []
+        self._claim: Any = None
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
 
     def start(self) -> NodeAgent:
+        self._claim_node()
         version = self.client.request("GET", "/version").get("gitVersion", "v0.0.0")
         api_port = int(self.client.server.rsplit(":", 1)[1])
         self.kubelet = Kubelet(
@@ -100,9 +103,10 @@ class NodeAgent:
         self._spawn(self._watch_pods, "kubelet-pod-watch")
         return self
 
-    def stop(self, *, deregister: bool = True) -> None:
-        """Stop every pod process (no grace), stop serving, and (by default) delete the Node so
-        that nothing more is scheduled on it."""
+    def stop(self) -> None:
+        """Stop every pod process (no grace) and stop serving. The Node stays registered, as a
+        real kubelet's does (the Node authorizer does not let a node delete itself); without
+        its Lease renewed it turns NotReady, or an admin deletes it."""
         self._stop.set()
         self.store.closed = True
         if self.kubelet is not None:
@@ -110,15 +114,32 @@ class NodeAgent:
         self.server.shutdown()
         self.server.close_all()
         self.server.server_close()
-        if deregister:
-            try:
-                self.client.request("DELETE", f"/api/v1/nodes/{self.name}")
-            except Exception as error:  # the API server may be gone already
-                print(f"[kubelet] could not delete node {self.name}: {error}", file=sys.stderr)
         for thread in self._threads:
             thread.join(5)
         self.client.close()
         shutil.rmtree(self._image_dir, ignore_errors=True)
+        if self._claim is not None:
+            self._claim.close()  # releases the lock
+
+    def _claim_node(self) -> None:
+        """One kubelet per node on this machine: a second one would run every pod twice."""
+        path = Path(tempfile.gettempdir()) / f"ascend-kubelet-{self.name}.lock"
+        claim = path.open("a+")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.seek(0)
+            holder = claim.read().strip() or "?"
+            claim.close()
+            raise RuntimeError(
+                f"another process kubelet already serves node {self.name} on this machine "
+                f"(pid {holder}); stop it first, or join with another node name"
+            ) from None
+        claim.seek(0)
+        claim.truncate()
+        claim.write(str(os.getpid()))
+        claim.flush()
+        self._claim = claim
 
     def running_pids(self) -> list[int]:
         return self.kubelet.running_pids() if self.kubelet is not None else []

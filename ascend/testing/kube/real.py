@@ -10,9 +10,13 @@ can run against both. Requests are counted by the API server itself, from its au
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import subprocess
+import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -147,7 +151,16 @@ class RealCluster:
         return self
 
     def stop(self) -> None:
+        """Stop the kubelet and delete its Node (as the admin), so that nothing more is
+        scheduled on it."""
         self.agent.stop()
+        from kubernetes import client
+
+        try:
+            client.CoreV1Api(self.api_client()).delete_node(self.node_name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
     def api_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` authenticated as the cluster admin."""
@@ -163,3 +176,92 @@ class RealCluster:
     @property
     def errors(self) -> list[str]:
         return list(self.agent.errors)
+
+    def user_kubeconfig(
+        self, user: str, path: str | os.PathLike[str], groups: tuple[str, ...] = ()
+    ) -> Path:
+        """A kubeconfig authenticating as ``user`` (not an admin), the way a cluster admin
+        onboards a person: a key made here (openssl), a CertificateSigningRequest for the
+        ``kubernetes.io/kube-apiserver-client`` signer, approved, signed by the controller
+        manager."""
+        from kubernetes import client
+
+        with tempfile.TemporaryDirectory() as work:
+            key, csr = os.path.join(work, "user.key"), os.path.join(work, "user.csr")
+            subject = "".join(f"/O={group}" for group in groups) + f"/CN={user}"
+            for command in (
+                [
+                    "openssl",
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    key,
+                ],
+                ["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", csr],
+            ):
+                subprocess.run(command, check=True, capture_output=True)
+            request = Path(csr).read_bytes()
+            key_pem = Path(key).read_bytes()
+        certificates = client.CertificatesV1Api(self.api_client())
+        name = f"ascend-test-{user}-{os.urandom(3).hex()}"
+        certificates.create_certificate_signing_request(
+            {
+                "apiVersion": "certificates.k8s.io/v1",
+                "kind": "CertificateSigningRequest",
+                "metadata": {"name": name},
+                "spec": {
+                    "request": base64.b64encode(request).decode(),
+                    "signerName": "kubernetes.io/kube-apiserver-client",
+                    "expirationSeconds": 3600,
+                    "usages": ["client auth"],
+                },
+            }
+        )
+        csr_obj = certificates.read_certificate_signing_request(name)
+        csr_obj.status.conditions = [
+            client.V1CertificateSigningRequestCondition(
+                type="Approved", status="True", reason="AscendTest", message="test user"
+            )
+        ]
+        certificates.replace_certificate_signing_request_approval(name, csr_obj)
+        deadline = time.monotonic() + 30
+        while True:
+            signed = certificates.read_certificate_signing_request(name).status.certificate
+            if signed:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the controller manager did not sign {name} in 30 s")
+            time.sleep(0.1)
+        certificates.delete_certificate_signing_request(name)
+        ca = (self.pki / "ca.crt").read_bytes()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "ascend-test",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": base64.b64encode(ca).decode(),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": signed,
+                        "client-key-data": base64.b64encode(key_pem).decode(),
+                    },
+                }
+            ],
+            "contexts": [{"name": user, "context": {"cluster": "ascend-test", "user": user}}],
+            "current-context": user,
+        }
+        target = Path(path)
+        target.write_text(json.dumps(config))
+        target.chmod(0o600)
+        return target
