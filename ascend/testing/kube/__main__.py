@@ -22,6 +22,21 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _node_shape(command: argparse.ArgumentParser) -> None:
+    """The node's options, alike for the emulator's node and a process kubelet."""
+    command.add_argument("--cpu", default="4", help="node CPU (default 4)")
+    command.add_argument("--memory", default="8Gi", help="node memory (default 8Gi)")
+    command.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
+    command.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
+    command.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
+    command.add_argument(
+        "--preload",
+        action="append",
+        metavar="IMAGE",
+        help=f"an image the node has without pulling (repeat; default: {DEV_RUNTIME_IMAGE} only)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m ascend.testing.kube", description=__doc__)
     commands = main.add_subparsers(dest="command", required=True)
@@ -32,17 +47,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="port (default 0: an ephemeral one)")
     serve.add_argument("--kubeconfig", help="write a kubeconfig for the emulator here")
     serve.add_argument("--namespace", help="the kubeconfig context's namespace")
-    serve.add_argument("--cpu", default="4", help="node CPU (default 4)")
-    serve.add_argument("--memory", default="8Gi", help="node memory (default 8Gi)")
-    serve.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
-    serve.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
-    serve.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
-    serve.add_argument(
-        "--preload",
-        action="append",
-        metavar="IMAGE",
-        help=f"an image the node has without pulling (repeat; default: {DEV_RUNTIME_IMAGE} only)",
-    )
+    _node_shape(serve)
     serve.add_argument(
         "--watch-history", type=int, default=1000, help="changes a watch can resume from"
     )
@@ -57,17 +62,7 @@ def parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--name", required=True, help="the node's name (as in its certificate)")
     node.add_argument("--port", type=int, default=0, help="log endpoint port (default: any)")
-    node.add_argument("--cpu", default="4", help="node CPU (default 4)")
-    node.add_argument("--memory", default="8Gi", help="node memory (default 8Gi)")
-    node.add_argument("--gpu", type=int, default=0, help="node nvidia.com/gpu count (default 0)")
-    node.add_argument("--node-label", action="append", type=_label, default=[], metavar="K=V")
-    node.add_argument("--taint", action="append", default=[], metavar="K=V:EFFECT")
-    node.add_argument(
-        "--preload",
-        action="append",
-        metavar="IMAGE",
-        help=f"an image the node has without pulling (repeat; default: {DEV_RUNTIME_IMAGE} only)",
-    )
+    _node_shape(node)
     return main
 
 

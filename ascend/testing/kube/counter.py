@@ -6,25 +6,19 @@ import threading
 from collections import Counter
 
 
-class RequestCounter:
-    """Every request the API served, except ``/debug/...``. Paths have no query string."""
+class RequestCounts:
+    """Queries over a snapshot of request counts by (method, path); subclasses say where the
+    counts come from (the emulator counts as it serves; the real API server's audit log)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str]] = Counter()
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        raise NotImplementedError
 
-    def count(self, method: str, path: str) -> None:
-        with self._lock:
-            self._counts[(method, path)] += 1
+    def reset(self) -> None:
+        raise NotImplementedError
 
     @property
     def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
-    def snapshot(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._counts)
+        return sum(self.snapshot().values())
 
     def by_method(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
@@ -40,13 +34,29 @@ class RequestCounter:
             if (method is None or m == method) and contains in path
         )
 
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
     def as_json(self) -> dict[str, object]:
         items = sorted(self.snapshot().items())
         return {
             "total": sum(count for _, count in items),
             "requests": [{"method": m, "path": p, "count": c} for (m, p), c in items],
         }
+
+
+class RequestCounter(RequestCounts):
+    """Every request the API served, except ``/debug/...``. Paths have no query string."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def count(self, method: str, path: str) -> None:
+        with self._lock:
+            self._counts[(method, path)] += 1
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ascend.testing.kube.counter import RequestCounts
 from ascend.testing.kube.images import DEV_RUNTIME_IMAGE
 from ascend.testing.kube.node_agent import NodeAgent, environment_from_pki, wait_ready
 from ascend.testing.kube.remote import KubeClient
@@ -45,7 +46,7 @@ _METHODS = {
 }
 
 
-class AuditCounter:
+class AuditCounter(RequestCounts):
     """The requests the API server audited since :meth:`reset`, with the interface of the
     emulator's :class:`~ascend.testing.kube.counter.RequestCounter`."""
 
@@ -81,23 +82,6 @@ class AuditCounter:
             method = _METHODS.get(record.get("verb", ""), record.get("verb", "").upper())
             counts[(method, urlsplit(record.get("requestURI", "")).path)] += 1
         return dict(counts)
-
-    @property
-    def total(self) -> int:
-        return sum(self.snapshot().values())
-
-    def by_method(self) -> dict[str, int]:
-        totals: Counter[str] = Counter()
-        for (method, _), count in self.snapshot().items():
-            totals[method] += count
-        return dict(totals)
-
-    def matching(self, method: str | None = None, contains: str = "") -> int:
-        return sum(
-            count
-            for (m, path), count in self.snapshot().items()
-            if (method is None or m == method) and contains in path
-        )
 
 
 class RealCluster:
